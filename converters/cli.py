@@ -1,0 +1,287 @@
+"""``python -m converters.import``: add a patient's recordings to Label Studio as time-series tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .convert import StoreInfo, convert_recording
+from .labelconfig import make_label_config
+from .preprocess import PreprocessParams
+from .readers import find_recordings, read_recording
+from .readers.base import RecordingError
+from .tasks import EVENT_MODES, make_tasks
+from .windows import WindowParams, WindowStore, select_candidates
+
+logger = logging.getLogger("converters")
+
+EXAMPLES = """
+examples:
+  # add patient P01 from an EDF file to the Label Studio at $LABEL_STUDIO_URL, 2-s windows, at most 5000 tasks
+  export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=<your token>
+  python -m converters.import recordings/P01_night1.edf --patient P01 --max-windows 5000
+
+  # a BIDS folder, two recordings converted in parallel, connect the ML backend
+  python -m converters.import bids_root/sub-P02 --patient P02 --jobs 2 --backend-url http://localhost:9090
+
+  # no server: write the tasks and the label config as files
+  python -m converters.import rec.vhdr --patient P03 --dry-run --out P03_tasks.json
+
+  # HDF5 / MATLAB v7.3 with no metadata inside: say where the data is and how fast it was sampled
+  python -m converters.import rec.mat --patient P04 --dataset /data --sfreq 2048 --line-freq 60
+"""
+
+
+class ImportError_(RuntimeError):
+    """A user-facing failure of the import command (printed as one line, exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m converters.import",
+        description=(
+            "Read a patient's recordings (any format MNE reads, HDF5/MATLAB v7.3, BIDS folders), preprocess them "
+            "in bounded memory into a window store, and import one Label Studio time-series task per window. "
+            "Running it again on the same files adds no duplicate tasks."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("recordings", nargs="+", type=Path, help="recording files, folders of them, or BIDS folders")
+    parser.add_argument("--patient", required=True, help="patient identifier, e.g. P01 (names the project)")
+    parser.add_argument("--project", help="Label Studio project title (default: 'Spikes <patient>')")
+    parser.add_argument(
+        "--store-dir",
+        type=Path,
+        default=Path(os.environ.get("WINDOW_STORE_DIR", "window_stores")),
+        help="where window stores are written; the ML backend reads model input here "
+        "(env WINDOW_STORE_DIR, default %(default)s)",
+    )
+    group = parser.add_argument_group("channels and preprocessing")
+    group.add_argument("--channels", help="comma-separated channels to use (default: all EEG/sEEG/ECoG channels)")
+    group.add_argument(
+        "--montage",
+        default=PreprocessParams.montage,
+        choices=["auto", "bipolar", "monopolar", "average"],
+        help="auto: bipolar pairs of adjacent contacts for sEEG, as recorded otherwise (default %(default)s)",
+    )
+    group.add_argument("--model-sfreq", type=float, default=PreprocessParams.sfreq_hz, help="model rate in Hz")
+    group.add_argument("--l-freq", type=float, default=PreprocessParams.l_freq_hz, help="high-pass edge in Hz")
+    group.add_argument("--h-freq", type=float, default=PreprocessParams.h_freq_hz, help="low-pass edge in Hz")
+    group.add_argument(
+        "--line-freq", type=float, default=PreprocessParams.line_freq_hz, help="notch at 50 or 60 Hz; 0 disables"
+    )
+    group = parser.add_argument_group("windows and tasks")
+    group.add_argument("--window", type=float, default=WindowParams.window_seconds, help="window length in seconds")
+    group.add_argument("--stride", type=float, help="seconds between window starts (default: window length)")
+    group.add_argument(
+        "--max-windows",
+        type=int,
+        help="candidate pool: at most N tasks per recording, one per time stratum (default: every window)",
+    )
+    group.add_argument(
+        "--events",
+        default="none",
+        choices=EVENT_MODES,
+        help="import events stored with the recording (EDF+, BrainVision markers, BIDS events.tsv) "
+        "as annotations or predictions (default %(default)s)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of the candidate pool choice")
+    group = parser.add_argument_group("HDF5 / MATLAB v7.3 input")
+    group.add_argument("--dataset", help="path of the signal dataset inside the file (default: found)")
+    group.add_argument("--sfreq", type=float, help="sampling rate in Hz when the file does not store it")
+    group.add_argument("--ch-names", help="comma-separated channel names when the file does not store them")
+    group = parser.add_argument_group("Label Studio")
+    group.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), help="server URL (env LABEL_STUDIO_URL)")
+    group.add_argument("--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"), help="(env LABEL_STUDIO_API_KEY)")
+    group.add_argument("--backend-url", help="connect this ML backend to the project")
+    group.add_argument("--batch-size", type=int, default=200, help="tasks per import request (default %(default)s)")
+    group.add_argument("--dry-run", action="store_true", help="convert and build tasks, talk to no server")
+    group.add_argument("--out", type=Path, help="also write the tasks as a JSON file (and the config as .xml)")
+    parser.add_argument("--jobs", type=int, default=1, help="recordings converted in parallel (default 1)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"converters {__version__}")
+    return parser
+
+
+@dataclass
+class ImportSummary:
+    project_id: int | None
+    created_project: bool
+    stores: list[StoreInfo]
+    n_tasks_new: int
+    n_tasks_skipped: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        summary = run_import(args)
+    except (ImportError_, RecordingError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # studio errors and the like: one line, no traceback
+        if type(err).__name__ != "StudioError":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    where = f"project {summary.project_id}" if summary.project_id is not None else "no server (dry run)"
+    print(f"{summary.n_tasks_new} new tasks, {summary.n_tasks_skipped} already present -> {where}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> ImportSummary:
+    params = PreprocessParams(
+        sfreq_hz=args.model_sfreq,
+        l_freq_hz=args.l_freq or None,
+        h_freq_hz=args.h_freq or None,
+        line_freq_hz=args.line_freq or None,
+        montage=args.montage,
+    )
+    window_params = WindowParams(args.window, args.stride)
+    reader_options = _reader_options(args)
+    sources = _expand(args.recordings)
+    _check_sources(sources, reader_options)
+    client = None
+    if not args.dry_run:
+        from . import studio
+
+        client = studio.connect(args.url, args.api_key)
+    stores = _convert_all(sources, args, params, window_params, reader_options)
+    ch_names = _common_channels(stores)
+    label_config = make_label_config(ch_names)
+    tasks = _iter_tasks(stores, args)
+    if args.out:
+        tasks = _tee_to_file(tasks, args.out, label_config)
+    if client is None:
+        n = sum(1 for _ in tasks)
+        return ImportSummary(None, False, stores, n, 0)
+    return _import_into_studio(client, args, label_config, tasks, stores)
+
+
+def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], stores) -> ImportSummary:
+    from . import studio
+
+    title = args.project or f"Spikes {args.patient}"
+    project, created = studio.get_or_create_project(client, title, label_config, description=_description(args))
+    existing = set() if created else studio.existing_window_ids(client, project.id)
+    new_tasks = (t for t in tasks if t["data"]["window_id"] not in existing)
+    total = sum(len(_candidate_rows(s, args)) for s in stores)
+    try:
+        created_ids = studio.import_tasks(client, project.id, new_tasks, batch_size=args.batch_size, total=total)
+        if args.backend_url:
+            studio.connect_ml_backend(client, project.id, args.backend_url)
+    except Exception:
+        if created:
+            studio.delete_project(client, project.id)
+        raise
+    return ImportSummary(project.id, created, stores, len(created_ids), total - len(created_ids))
+
+
+def _reader_options(args: argparse.Namespace) -> dict:
+    options = {"dataset": args.dataset, "sfreq": args.sfreq}
+    if args.ch_names:
+        options["ch_names"] = [c.strip() for c in args.ch_names.split(",")]
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    sources = []
+    for path in paths:
+        if not path.exists():
+            raise ImportError_(f"{path}: no such file or folder")
+        found = find_recordings(path) if path.is_dir() and not _is_recording_folder(path) else [path]
+        if not found:
+            raise ImportError_(f"{path}: no recording found in this folder")
+        sources.extend(found)
+    return sorted(set(sources))
+
+
+def _is_recording_folder(path: Path) -> bool:
+    """Some formats are folders (EGI .mff, CTF .ds)."""
+    return path.suffix.lower() in (".mff", ".ds")
+
+
+def _check_sources(sources: list[Path], reader_options: dict) -> None:
+    """Open every header before any work: unreadable files and mixed sampling rates fail fast."""
+    rates = {}
+    for source in sources:
+        with read_recording(source, **reader_options) as recording:
+            if recording.n_times == 0:
+                raise RecordingError(f"{source}: the recording has no samples")
+            rates[source] = recording.sfreq
+    if len(set(rates.values())) > 1:
+        listing = ", ".join(f"{p.name}: {r:g} Hz" for p, r in rates.items())
+        raise ImportError_(f"sampling rates differ between the files of one patient ({listing})")
+
+
+def _convert_all(sources, args, params, window_params, reader_options) -> list[StoreInfo]:
+    channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
+    store_paths = [args.store_dir / args.patient / f"{source.stem}.h5" for source in sources]
+    jobs = [(s, p, params, window_params, channels, reader_options) for s, p in zip(sources, store_paths)]
+    if args.jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            return list(pool.map(_convert_job, jobs))
+    return [_convert_job(job) for job in jobs]
+
+
+def _convert_job(job: tuple) -> StoreInfo:
+    return convert_recording(*job)
+
+
+def _common_channels(stores: list[StoreInfo]) -> list[str]:
+    first = stores[0]
+    for info in stores[1:]:
+        if info.ch_names != first.ch_names:
+            raise ImportError_(
+                f"channels differ between recordings of one patient: {Path(first.source).name} has "
+                f"{', '.join(first.ch_names)}; {Path(info.source).name} has {', '.join(info.ch_names)} "
+                "(choose a common set with --channels)"
+            )
+    return first.ch_names
+
+
+def _candidate_rows(info: StoreInfo, args: argparse.Namespace):
+    return select_candidates(info.n_windows, args.max_windows, args.seed)
+
+
+def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace) -> Iterator[dict]:
+    for info in stores:
+        key = os.path.relpath(info.store, args.store_dir)
+        with WindowStore(info.store) as store:
+            yield from make_tasks(
+                store,
+                patient=args.patient,
+                recording=Path(info.source).name,
+                store_key=key,
+                rows=_candidate_rows(info, args),
+                events=args.events,
+            )
+
+
+def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterator[dict]:
+    """Stream tasks into a JSON array file while passing them on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".xml").write_text(label_config)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write("[")
+        for k, task in enumerate(tasks):
+            fh.write(("," if k else "") + "\n" + json.dumps(task))
+            yield task
+        fh.write("\n]\n")
+    os.replace(tmp, path)
+
+
+def _description(args: argparse.Namespace) -> str:
+    return f"Spike review for patient {args.patient}. Tasks are {args.window:g}-s windows; label the next task first."
+
