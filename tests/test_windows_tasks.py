@@ -1,0 +1,146 @@
+"""Window store, stable ids, candidate pools, and the tasks built from a store."""
+
+import json
+
+import numpy as np
+import pytest
+
+from converters.labelconfig import WINDOW_CHOICES, config_channels, make_label_config
+from converters.readers.base import Annotation
+from converters.tasks import event_label, make_tasks, minmax_decimate
+from converters.windows import (
+    StoreWriter,
+    WindowParams,
+    WindowStore,
+    fingerprint,
+    select_candidates,
+    window_ids,
+    window_starts,
+)
+
+SFREQ = 256.0
+
+
+def write_store(path, n_chans=3, seconds=20, window_seconds=2.0, annotations=()):
+    rng = np.random.default_rng(0)
+    n_times = int(seconds * SFREQ)
+    signal = rng.standard_normal((n_chans, n_times)).astype(np.float32) * 40
+    writer = StoreWriter(path, n_chans, n_times, chunk_times=300)
+    for start in range(0, n_times, 700):
+        writer.append(signal[:, start : start + 700])
+    window, stride = WindowParams(window_seconds).samples(SFREQ)
+    starts = window_starts(n_times, window, stride)
+    writer.write_index(window_ids("ab" * 32, starts, SFREQ, window), starts)
+    writer.write_annotations(list(annotations))
+    writer.set_attrs(
+        sfreq=SFREQ,
+        ch_names=[f"A{i + 1}-A{i + 2}" for i in range(n_chans)],
+        channel_scale_uv=np.full(n_chans, 40.0, np.float32),
+        window_samples=window,
+        stride_samples=stride,
+        provenance={"meas_date": "2024-03-01T22:00:00+00:00"},
+    )
+    writer.commit()
+    return signal
+
+
+def test_store_round_trip_by_window_id(tmp_path):
+    signal = write_store(tmp_path / "rec.h5")
+    assert not (tmp_path / "rec.h5.tmp").exists()
+    with WindowStore(tmp_path / "rec.h5") as store:
+        assert len(store) == 10 and store.ch_names[1] == "A2-A3"
+        ids = [store.ids[3], store.ids[0]]
+        x = store.read_windows(ids, scaled=False)
+        np.testing.assert_array_equal(x[0], signal[:, 3 * 512 : 4 * 512])
+        np.testing.assert_allclose(store.read_windows(ids)[1], signal[:, :512] / 40.0, rtol=1e-6)
+        assert sum(len(batch) for batch, _ in store.iter_batches(batch_size=4)) == 10
+        with pytest.raises(KeyError, match="unknown window id"):
+            store.read_windows(["nope"])
+
+
+def test_an_aborted_store_leaves_nothing(tmp_path):
+    writer = StoreWriter(tmp_path / "rec.h5", 2, 1000)
+    writer.append(np.zeros((2, 500), np.float32))
+    with pytest.raises(ValueError, match="wrote 500 of 1000"):
+        writer.commit()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_window_ids_are_stable_and_readable():
+    ids = window_ids("0123456789abcdef", np.array([0, 512, 921600]), 256.0, 512)
+    assert ids == ["0123456789ab-000000000-2000", "0123456789ab-000002000-2000", "0123456789ab-003600000-2000"]
+
+
+def test_fingerprint_depends_on_content_not_name(tmp_path):
+    a, b, c = tmp_path / "a.bin", tmp_path / "b.bin", tmp_path / "c.bin"
+    a.write_bytes(b"x" * 5000)
+    b.write_bytes(b"x" * 5000)
+    c.write_bytes(b"x" * 4999 + b"y")
+    assert fingerprint(a) != fingerprint(c)
+    assert fingerprint(a) == fingerprint(a)
+    assert fingerprint(a) != fingerprint(b)  # the name is part of it: two copies are two recordings
+
+
+def test_candidate_pool_covers_the_recording():
+    rows = select_candidates(10_000, 100, seed=3)
+    assert len(rows) == 100 and len(set(rows)) == 100
+    assert rows.min() < 100 and rows.max() >= 9900
+    assert np.all(np.diff(rows) > 0)
+    assert select_candidates(50, None).tolist() == list(range(50))
+    np.testing.assert_array_equal(rows, select_candidates(10_000, 100, seed=3))
+
+
+def test_minmax_decimation_keeps_peaks():
+    x = np.zeros((2, 1000), np.float32)
+    x[0, 333] = 500.0
+    x[1, 777] = -300.0
+    y = minmax_decimate(x, 5)
+    assert y.shape == (2, 200) and y[0].max() == 500.0 and y[1].min() == -300.0
+
+
+def test_tasks_carry_display_data_metadata_and_events(tmp_path):
+    events = [Annotation(4.5, 0.07, "spike"), Annotation(9.0, 0.0, "XLSpike"), Annotation(1.0, 0.2, "pop artifact")]
+    write_store(tmp_path / "rec.h5", annotations=events)
+    with WindowStore(tmp_path / "rec.h5") as store:
+        tasks = list(make_tasks(store, patient="P01", recording="rec.edf", store_key="P01/rec.h5", events="annotations"))
+    assert len(tasks) == 10
+    data = tasks[2]["data"]
+    assert data["window_id"].endswith("-000004000-2000") and data["onset_seconds"] == 4.0
+    assert data["onset_time"] == "2024-03-01T22:00:04+00:00"
+    assert data["store"] == "P01/rec.h5" and data["channels"] == "A1-A2, A2-A3, A3-A4"
+    series = data["ts"]
+    assert set(series) == {"time", "ch0", "ch1", "ch2"}
+    assert series["time"][0] == 4.0 and np.all(np.diff(series["time"]) > 0)
+    results = tasks[2]["annotations"][0]["result"]
+    regions = [r for r in results if r["type"] == "timeserieslabels"]
+    assert [(r["value"]["start"], r["value"]["end"], r["value"]["timeserieslabels"]) for r in regions] == [
+        (4.5, 4.57, ["Spike"])
+    ]
+    assert results[-1]["value"]["choices"] == ["Spike"]
+    assert tasks[0]["annotations"][0]["result"][-1]["value"]["choices"] == ["No spike"]  # only an artifact there
+    assert tasks[4]["annotations"][0]["result"][0]["value"]["start"] == 8.95  # a marker becomes 100 ms
+    assert len(json.dumps(tasks[0])) < 200_000
+
+
+def test_display_is_decimated_for_long_windows(tmp_path):
+    write_store(tmp_path / "rec.h5", n_chans=24, seconds=40, window_seconds=20.0)
+    with WindowStore(tmp_path / "rec.h5") as store:
+        task = next(make_tasks(store, patient="P", recording="r", store_key="k", max_display_points=50_000))
+    n_points = sum(len(v) for k, v in task["data"]["ts"].items() if k != "time")
+    assert 25_000 <= n_points <= 50_000
+
+
+def test_event_labels():
+    assert event_label("spike_wave") == "Spike" and event_label("Sharp wave") == "Sharp wave"
+    assert event_label("artifact_pop") == "Artifact" and event_label("seizure") is None
+
+
+def test_label_config_lists_real_channel_names():
+    config = make_label_config(["A1-A2", "B'1-B'2", "TP'3-TP'4"])
+    assert config_channels(config) == ["A1-A2", "B'1-B'2", "TP'3-TP'4"]
+    assert 'column="ch2"' in config and "overviewWidth=\"100%\"" in config
+    for choice in WINDOW_CHOICES:
+        assert f'<Choice value="{choice}"/>' in config
+    with pytest.raises(ValueError):
+        make_label_config([])
