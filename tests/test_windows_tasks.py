@@ -103,7 +103,9 @@ def test_tasks_carry_display_data_metadata_and_events(tmp_path):
     events = [Annotation(4.5, 0.07, "spike"), Annotation(9.0, 0.0, "XLSpike"), Annotation(1.0, 0.2, "pop artifact")]
     write_store(tmp_path / "rec.h5", annotations=events)
     with WindowStore(tmp_path / "rec.h5") as store:
-        tasks = list(make_tasks(store, patient="P01", recording="rec.edf", store_key="P01/rec.h5", events="annotations"))
+        tasks = list(
+            make_tasks(store, patient="P01", recording="rec.edf", store_key="P01/rec.h5", events="annotations")
+        )
     assert len(tasks) == 10
     data = tasks[2]["data"]
     assert data["window_id"].endswith("-000004000-2000") and data["onset_seconds"] == 4.0

@@ -40,6 +40,7 @@ class Recording(ABC):
     meas_date: datetime | None = None
     annotations: list[Annotation] = field(default_factory=list)
     bads: list[str] = field(default_factory=list)
+    line_freq_hz: float | None = None  # mains frequency when the file says (BIDS PowerLineFrequency)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
