@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -122,7 +123,7 @@ def find_flat_or_nan(
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
-def anti_alias_taps(q: int, sfreq_hz: float, cutoff_hz: float, taps_per_phase: int = 24) -> np.ndarray:
+def anti_alias_taps(q: int, sfreq_hz: float, cutoff_hz: float, taps_per_phase: int = 16) -> np.ndarray:
     """Low-pass FIR for decimation by ``q``, reshaped ``[taps_per_phase, q]`` for the strided product."""
     taps = signal.firwin(taps_per_phase * q, cutoff_hz, fs=sfreq_hz, window=("kaiser", 8.0))
     return taps.astype(np.float32).reshape(taps_per_phase, q)
@@ -146,7 +147,14 @@ class FirDecimator:
     def process(self, x: np.ndarray) -> np.ndarray:
         if self._pending is None:  # zero-phase: centre the filter by padding with the first sample
             self._pending = np.repeat(x[:, :1], self.k * self.q // 2, axis=1)
-        return self._run(np.concatenate([self._pending, x], axis=1))
+        if x.shape[1] % self.q or self._pending.shape[1] % self.q:
+            return self._run(np.concatenate([self._pending, x], axis=1))
+        # frame-aligned: no copy of the chunk, only of its K-1 last frames
+        z = np.concatenate([self._frame_products(self._pending), self._frame_products(x)], axis=1)
+        tail = (self.k - 1) * self.q
+        history = np.concatenate([self._pending, x], axis=1) if x.shape[1] < tail else x
+        self._pending = history[:, history.shape[1] - tail :].copy()
+        return self._diagonal_sums(z)
 
     def flush(self, n_out_total: int) -> np.ndarray:
         """Pad the end with the last sample and emit the outputs still owed (``n_out_total`` in all)."""
@@ -159,20 +167,29 @@ class FirDecimator:
         out = self._run(np.concatenate([self._pending, pad], axis=1))
         return out[:, :missing]
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n_chans = x.shape[0]
-        n_frames = x.shape[1] // self.q
-        n_out = n_frames - self.k + 1
+    def _frame_products(self, x: np.ndarray) -> np.ndarray:
+        """``[C, n_frames, K]``: each frame's contribution to K outputs, as one matrix product."""
+        n_chans, n_frames = x.shape[0], x.shape[1] // self.q
+        frames = x[:, : n_frames * self.q].reshape(n_chans * n_frames, self.q)
+        return (frames @ self.taps_t).reshape(n_chans, n_frames, self.k)
+
+    def _diagonal_sums(self, z: np.ndarray) -> np.ndarray:
+        n_out = z.shape[1] - self.k + 1
         if n_out <= 0:
-            self._pending = x
-            return np.zeros((n_chans, 0), np.float32)
-        frames = x[:, : n_frames * self.q].reshape(n_chans, n_frames, self.q)
-        z = frames @ self.taps_t  # [C, n_frames, K]
+            return np.zeros((z.shape[0], 0), np.float32)
         out = z[:, 0:n_out, 0].copy()
         for k in range(1, self.k):
             out += z[:, k : k + n_out, k]
-        self._pending = x[:, n_out * self.q :].copy()
         self._n_out += n_out
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        n_frames = x.shape[1] // self.q
+        if n_frames - self.k + 1 <= 0:
+            self._pending = x
+            return np.zeros((x.shape[0], 0), np.float32)
+        out = self._diagonal_sums(self._frame_products(x))
+        self._pending = x[:, out.shape[1] * self.q :].copy()
         return out
 
 
@@ -277,11 +294,12 @@ def _decimated_chunks(
     chunk = max(rs.q, int(params.chunk_seconds * recording.sfreq) // rs.q * rs.q)
     decimator = None
     if rs.q > 1:
-        cutoff = min(0.45 * params.sfreq_hz, 0.45 * recording.sfreq / rs.q)
+        # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
+        cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
         decimator = FirDecimator(rs.q, anti_alias_taps(rs.q, recording.sfreq, cutoff))
     nan_counts = np.zeros(len(plan.picks), np.int64)
-    for start in range(0, recording.n_times, chunk):
-        data = recording.read(start, min(start + chunk, recording.n_times), plan.picks)
+    spans = [(start, min(start + chunk, recording.n_times)) for start in range(0, recording.n_times, chunk)]
+    for data in _read_ahead(recording, spans, plan.picks):
         bad = ~np.isfinite(data)
         if bad.any():
             nan_counts += bad.sum(axis=1)
@@ -292,6 +310,17 @@ def _decimated_chunks(
     if nan_counts.any():
         names = [f"{recording.ch_names[i]} ({n} samples)" for i, n in zip(plan.picks, nan_counts) if n]
         logger.warning("%s: NaN samples set to 0 in %s", recording.path.name, ", ".join(names))
+
+
+def _read_ahead(recording: Recording, spans: list[tuple[int, int]], picks: list[int]) -> Iterator[np.ndarray]:
+    """Read the next chunk in a thread while the caller processes this one (disk and CPU overlap)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(recording.read, *spans[0], picks) if spans else None
+        for k in range(len(spans)):
+            data = future.result()
+            if k + 1 < len(spans):
+                future = pool.submit(recording.read, *spans[k + 1], picks)
+            yield data
 
 
 def _stage2_function(params: PreprocessParams, rs: Resampling, mid_sfreq: float) -> Callable:

@@ -124,3 +124,12 @@ def test_filter_design_keeps_notch_harmonics_below_nyquist():
     assert abs(h[np.argmin(abs(w - 20))]) > 0.9
     with pytest.raises(ValueError, match="line_freq_hz"):
         PreprocessParams(line_freq_hz=55.0)
+
+
+@pytest.mark.parametrize("freq_hz", [170.0, 300.0, 1000.0])
+def test_no_aliasing_into_the_band(freq_hz):
+    sfreq = 32000.0
+    t = np.arange(int(sfreq * 30)) / sfreq
+    data = np.stack([100 * np.sin(2 * np.pi * freq_hz * t)] * 2).astype(np.float32)
+    _, out = run(make_recording(data, sfreq), PreprocessParams(montage="monopolar", line_freq_hz=None))
+    assert np.abs(out[0, 2560:-2560]).max() < 0.1  # 100 uV in, < 0.1 uV out: > 60 dB down

@@ -26,6 +26,7 @@ the caller reads those with MNE.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -290,9 +291,14 @@ def _scaling(path: Path, signals: list[EdfSignal]) -> tuple[np.ndarray, np.ndarr
 
 
 class EdfRecording(Recording):
-    """A memory-mapped continuous EDF/BDF file."""
+    """A continuous EDF/BDF file read record-aligned with ``pread`` into a reused buffer.
 
-    _mm: np.ndarray | None
+    Not a memory map: mapped pages of a multi-hour file would count in the process's RSS as it is read.
+    """
+
+    _fd: int | None
+    _buffer: np.ndarray
+    _width: int
     _header: EdfHeader
     _spr: int
     _offsets: np.ndarray  # first sample of each channel inside a record
@@ -310,11 +316,10 @@ class EdfRecording(Recording):
         starts = np.concatenate([[0], np.cumsum([s.n_samples for s in signals])])
         width = header.record_samples if not header.is_bdf else header.record_bytes
         dtype = np.dtype("<i2") if not header.is_bdf else np.dtype(np.uint8)
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=header.header_bytes, shape=(n_records, width))
         gain, offset, types = _scaling(path, [signals[i] for i in picks])
         sfreq = spr / header.record_duration
         n_times = n_records * spr
-        tal = _annotation_bytes(mm, header, starts)
+        tal = _annotation_bytes(path, header, starts, n_records)
         first_offset, annotations = parse_tal(tal)
         meas_date = header.start + timedelta(seconds=first_offset) if header.start else None
         rec = cls(
@@ -326,17 +331,16 @@ class EdfRecording(Recording):
             meas_date=meas_date,
             annotations=keep_annotations_inside(path, annotations, n_times / sfreq),
         )
-        rec._mm, rec._header, rec._spr = mm, header, spr
+        rec._fd, rec._header, rec._spr, rec._width = os.open(path, os.O_RDONLY), header, spr, width
+        rec._buffer = np.empty(0, dtype)
         rec._offsets = starts[picks].astype(np.int64)
         rec._gain, rec._offset = gain.astype(np.float32), offset.astype(np.float32)
         return rec
 
     def _read(self, start: int, stop: int, picks: list[int]) -> np.ndarray:
-        if self._mm is None:
-            raise RecordingError(f"{self.path}: the recording is closed")
         n = self._spr
         first, last = start // n, -(-stop // n)
-        block = self._mm[first:last]
+        block = self._records(first, last)
         out = np.empty((len(picks), last - first, n), dtype=np.float32)
         for row, pick in enumerate(picks):
             samples = self._samples(block, int(self._offsets[pick]))
@@ -356,25 +360,48 @@ class EdfRecording(Recording):
         wide[:, :, 1:] = raw  # bytes into the top 3 bytes of a little-endian int32
         return wide.view("<i4")[:, :, 0] >> 8  # arithmetic shift sign-extends the 24-bit value
 
+    def _records(self, first: int, last: int) -> np.ndarray:
+        """Data records ``first:last`` as ``[records, width]``, valid until the next call."""
+        if self._fd is None:
+            raise RecordingError(f"{self.path}: the recording is closed")
+        count = (last - first) * self._width
+        if self._buffer.size < count:
+            self._buffer = np.empty(count, self._buffer.dtype)
+        view = memoryview(self._buffer[:count]).cast("B")
+        offset = self._header.header_bytes + first * self._width * self._buffer.itemsize
+        done = 0
+        while done < len(view):
+            n_read = os.preadv(self._fd, [view[done:]], offset + done)
+            if n_read == 0:
+                raise RecordingError(f"{self.path}: file ended inside data record {first + done // self._width}")
+            done += n_read
+        return self._buffer[:count].reshape(last - first, self._width)
+
     def close(self) -> None:
-        """Drop the memory map (the file is closed once no array refers to it)."""
-        self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
-def _annotation_bytes(mm: np.ndarray, header: EdfHeader, starts: np.ndarray) -> list[bytes]:
-    """Raw TAL bytes of every annotation signal, record after record (channel after channel)."""
-    out = []
+def _annotation_bytes(path: Path, header: EdfHeader, starts: np.ndarray, n_records: int) -> list[bytes]:
+    """Raw TAL bytes of every annotation signal, record after record (channel after channel).
+
+    Read with one small ``pread`` per record: a memory map would pull most of the file into this process's RSS.
+    """
     bps = header.bytes_per_sample
-    for i, s in enumerate(header.signals):
-        if not s.is_annotation:
-            continue
-        if header.is_bdf:
-            cols = mm[:, 3 * starts[i] : 3 * (starts[i] + s.n_samples)]
-        else:
-            cols = mm[:, starts[i] : starts[i] + s.n_samples]
-        out.append(np.ascontiguousarray(cols).view(np.uint8).reshape(len(mm), s.n_samples * bps).tobytes())
-    return out
-
+    spans = [(int(starts[i]) * bps, s.n_samples * bps) for i, s in enumerate(header.signals) if s.is_annotation]
+    if not spans:
+        return []
+    out = [bytearray() for _ in spans]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for record in range(n_records):
+            base = header.header_bytes + record * header.record_bytes
+            for buf, (offset, size) in zip(out, spans):
+                buf += os.pread(fd, size, base + offset)
+    finally:
+        os.close(fd)
+    return [bytes(b) for b in out]
 
 def parse_tal(channels: list[bytes]) -> tuple[float, list[Annotation]]:
     """Parse EDF+ time-stamped annotation lists.
