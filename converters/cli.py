@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--l-freq", type=float, default=PreprocessParams.l_freq_hz, help="high-pass edge in Hz")
     group.add_argument("--h-freq", type=float, default=PreprocessParams.h_freq_hz, help="low-pass edge in Hz")
     group.add_argument(
-        "--line-freq", type=float, default=PreprocessParams.line_freq_hz, help="notch at 50 or 60 Hz; 0 disables"
+        "--line-freq",
+        type=float,
+        help="notch at 50 or 60 Hz (and harmonics); 0 disables (default: the recording's BIDS "
+        "PowerLineFrequency, else 50)",
     )
     group = parser.add_argument_group("windows and tasks")
     group.add_argument("--window", type=float, default=WindowParams.window_seconds, help="window length in seconds")
@@ -144,7 +147,7 @@ def run_import(args: argparse.Namespace) -> ImportSummary:
         sfreq_hz=args.model_sfreq,
         l_freq_hz=args.l_freq or None,
         h_freq_hz=args.h_freq or None,
-        line_freq_hz=args.line_freq or None,
+        line_freq_hz="auto" if args.line_freq is None else (args.line_freq or None),
         montage=args.montage,
     )
     window_params = WindowParams(args.window, args.stride)

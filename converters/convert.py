@@ -53,6 +53,7 @@ def convert_recording(
     with read_recording(source, **(reader_options or {})) as recording:
         if recording.n_times == 0:
             raise RecordingError(f"{source}: the recording has no samples")
+        params = params.for_recording(recording)
         plan = plan_channels(recording, params, channels)
         n_times = Resampling.plan(recording.sfreq, params.sfreq_hz).n_out(recording.n_times)
         window, stride = window_params.samples(params.sfreq_hz)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -32,7 +32,7 @@ class PreprocessParams:
     sfreq_hz: float = 256.0
     l_freq_hz: float | None = 0.5
     h_freq_hz: float | None = 80.0
-    line_freq_hz: float | None = 50.0
+    line_freq_hz: float | str | None = "auto"  # "auto": the recording's (BIDS PowerLineFrequency), else 50
     montage: str = "auto"
     chunk_seconds: float = 20.0
     flat_ptp_uv: float = 0.1
@@ -45,8 +45,15 @@ class PreprocessParams:
             raise ValueError(f"h_freq_hz must be in (0, {nyquist}) for sfreq_hz={self.sfreq_hz}, got {self.h_freq_hz}")
         if self.l_freq_hz is not None and not 0 < self.l_freq_hz < (self.h_freq_hz or nyquist):
             raise ValueError(f"l_freq_hz must be in (0, h_freq_hz), got {self.l_freq_hz}")
-        if self.line_freq_hz not in (None, 50.0, 60.0):
-            raise ValueError(f"line_freq_hz must be 50, 60 or None, got {self.line_freq_hz}")
+        if self.line_freq_hz not in (None, "auto", 50.0, 60.0):
+            raise ValueError(f"line_freq_hz must be 50, 60, 'auto' or None, got {self.line_freq_hz}")
+
+    def for_recording(self, recording: Recording) -> PreprocessParams:
+        """Resolve ``"auto"`` settings from the recording's metadata."""
+        if self.line_freq_hz != "auto":
+            return self
+        line = recording.line_freq_hz if recording.line_freq_hz in (50.0, 60.0) else 50.0
+        return replace(self, line_freq_hz=line)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,6 +205,8 @@ class FirDecimator:
 
 def design_sos(params: PreprocessParams, sfreq_hz: float) -> np.ndarray | None:
     """Band-pass and line-noise notches (with harmonics below Nyquist) as one second-order-section cascade."""
+    if params.line_freq_hz == "auto":
+        raise ValueError("resolve line_freq_hz='auto' with PreprocessParams.for_recording() first")
     sections = []
     if params.l_freq_hz and params.h_freq_hz:
         sections.append(signal.butter(4, [params.l_freq_hz, params.h_freq_hz], "bandpass", fs=sfreq_hz, output="sos"))
@@ -278,6 +287,7 @@ def preprocess_stream(
     recording: Recording, plan: ChannelPlan, params: PreprocessParams
 ) -> Iterator[np.ndarray]:
     """Yield consecutive float32 microvolt blocks ``[n_derivations, n]`` of the preprocessed recording."""
+    params = params.for_recording(recording)
     rs = Resampling.plan(recording.sfreq, params.sfreq_hz)
     mid_sfreq = recording.sfreq / rs.q
     stage2 = _stage2_function(params, rs, mid_sfreq)

@@ -987,6 +987,7 @@ def write_edf(path: str | Path, profile: PatientProfile, duration_seconds: float
     chunk_records = max(1, int(chunk_seconds))
     record_len = n_chans * spr + n_annot
     clipped = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         f.write(header)
         r0 = 0
@@ -1035,6 +1036,7 @@ def write_hdf5(path: str | Path, profile: PatientProfile, duration_seconds: floa
     n_times = round(duration_seconds * profile.sfreq)
     dt = np.dtype(dtype)
     scale = physical_range_uv(profile) / 32767.0 if dt == np.int16 else 1.0
+    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         dset = f.create_dataset("data", shape=(n_chans, n_times), dtype=dt,
                                 chunks=(n_chans, max(1, min(n_times, 8192))))
