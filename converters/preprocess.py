@@ -18,6 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 from scipy import signal
+from threadpoolctl import threadpool_limits
 
 from .montage import DATA_CH_TYPES, Montage, make_montage
 from .readers.base import Recording, RecordingError
@@ -286,7 +287,15 @@ class Resampling:
 def preprocess_stream(
     recording: Recording, plan: ChannelPlan, params: PreprocessParams
 ) -> Iterator[np.ndarray]:
-    """Yield consecutive float32 microvolt blocks ``[n_derivations, n]`` of the preprocessed recording."""
+    """Yield consecutive float32 microvolt blocks ``[n_derivations, n]`` of the preprocessed recording.
+
+    BLAS runs on one thread meanwhile: the other core reads ahead (more BLAS threads only contend with it).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield from _preprocess_stream(recording, plan, params)
+
+
+def _preprocess_stream(recording: Recording, plan: ChannelPlan, params: PreprocessParams) -> Iterator[np.ndarray]:
     params = params.for_recording(recording)
     rs = Resampling.plan(recording.sfreq, params.sfreq_hz)
     mid_sfreq = recording.sfreq / rs.q
@@ -308,12 +317,17 @@ def _decimated_chunks(
         cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
         decimator = FirDecimator(rs.q, anti_alias_taps(rs.q, recording.sfreq, cutoff))
     nan_counts = np.zeros(len(plan.picks), np.int64)
-    spans = [(start, min(start + chunk, recording.n_times)) for start in range(0, recording.n_times, chunk)]
-    for data in _read_ahead(recording, spans, plan.picks):
-        bad = ~np.isfinite(data)
-        if bad.any():
-            nan_counts += bad.sum(axis=1)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        data = recording.read(start, stop, plan.picks)
+        if not np.isfinite(data.sum(axis=1)).all():
+            bad = ~np.isfinite(data)
+            nan_counts[:] += bad.sum(axis=1)
             data[bad] = 0.0
+        return data
+
+    spans = [(start, min(start + chunk, recording.n_times)) for start in range(0, recording.n_times, chunk)]
+    for data in _read_ahead(read, spans):
         yield plan.montage.apply(decimator.process(data) if decimator else data)
     if decimator is not None:
         yield plan.montage.apply(decimator.flush(recording.n_times // rs.q))
@@ -322,14 +336,14 @@ def _decimated_chunks(
         logger.warning("%s: NaN samples set to 0 in %s", recording.path.name, ", ".join(names))
 
 
-def _read_ahead(recording: Recording, spans: list[tuple[int, int]], picks: list[int]) -> Iterator[np.ndarray]:
+def _read_ahead(read: Callable[[int, int], np.ndarray], spans: list[tuple[int, int]]) -> Iterator[np.ndarray]:
     """Read the next chunk in a thread while the caller processes this one (disk and CPU overlap)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(recording.read, *spans[0], picks) if spans else None
+        future = pool.submit(read, *spans[0]) if spans else None
         for k in range(len(spans)):
             data = future.result()
             if k + 1 < len(spans):
-                future = pool.submit(recording.read, *spans[k + 1], picks)
+                future = pool.submit(read, *spans[k + 1])
             yield data
 
 
