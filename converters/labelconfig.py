@@ -29,7 +29,7 @@ def channel_key(index: int) -> str:
 
 
 def channel_height_px(n_chans: int) -> int:
-    return max(36, min(120, 1400 // max(1, n_chans)))
+    return max(32, min(100, 1100 // max(1, n_chans)))
 
 
 def make_label_config(ch_names: list[str], channel_attribution: bool = True) -> str:
@@ -37,9 +37,10 @@ def make_label_config(ch_names: list[str], channel_attribution: bool = True) -> 
     if not ch_names:
         raise ValueError("a label config needs at least one channel")
     height = channel_height_px(len(ch_names))
-    channels = "\n".join(
+    last = len(ch_names) - 1
+    channels = "\n".join(  # one time axis, under the last channel: the others get the vertical space
         f'      <Channel column="{channel_key(i)}" legend={quoteattr(name)} units="uV" '
-        f'displayFormat=",.1f" height="{height}" strokeColor="#1f3b73"/>'
+        f'displayFormat=",.1f" height="{height}" strokeColor="#1f3b73" showAxis="{str(i == last).lower()}"/>'
         for i, name in enumerate(ch_names)
     )
     labels = "\n".join(
