@@ -127,6 +127,7 @@ class ImportSummary:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         summary = run_import(args)
     except (ImportError_, RecordingError, ValueError, OSError) as err:

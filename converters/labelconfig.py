@@ -6,7 +6,7 @@ writes pre-annotations with them): change them in this one place.
 
 from __future__ import annotations
 
-import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -67,9 +67,13 @@ def make_label_config(ch_names: list[str], channel_attribution: bool = True) -> 
     )
 
 
-def config_channels(label_config: str) -> list[str]:
-    """Channel legends of a config written by :func:`make_label_config` (to explain a mismatch)."""
-    return re.findall(r'<Channel column="ch\d+" legend="([^"]*)"', label_config)
+def config_channels(label_config: str) -> list[str] | None:
+    """Channel legends of a labeling config, in order (None when it is not XML): to explain a mismatch."""
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError:
+        return None
+    return [channel.get("legend") or channel.get("column") or "?" for channel in root.iter("Channel")]
 
 
 def region_result(start_seconds: float, end_seconds: float, label: str, region_id: str) -> dict:

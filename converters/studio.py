@@ -27,6 +27,8 @@ from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.projects.client_ext import ProjectExt
 from tqdm.auto import tqdm
 
+from .labelconfig import config_channels
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://localhost:8080"
@@ -133,17 +135,9 @@ def _canonical_config(label_config: str) -> str:
         return " ".join(label_config.split())
 
 
-def _channel_legends(label_config: str) -> list[str] | None:
-    try:
-        root = ET.fromstring(label_config)
-    except ET.ParseError:
-        return None
-    return [channel.get("legend") or channel.get("column") or "?" for channel in root.iter("Channel")]
-
-
 def _config_difference(existing: str, wanted: str) -> str:
     """A short human description of how two label configs differ."""
-    old, new = _channel_legends(existing), _channel_legends(wanted)
+    old, new = config_channels(existing), config_channels(wanted)
     if old is not None and new is not None and old != new:
         missing = [name for name in new if name not in old]
         extra = [name for name in old if name not in new]
