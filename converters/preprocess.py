@@ -11,10 +11,13 @@ numerically fragile, at 256 Hz it is neither.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 from scipy import signal
@@ -137,68 +140,32 @@ def anti_alias_taps(q: int, sfreq_hz: float, cutoff_hz: float, taps_per_phase: i
     return taps.astype(np.float32).reshape(taps_per_phase, q)
 
 
-class FirDecimator:
-    """Decimate a stream by an integer factor with a linear-phase FIR, exactly as on the whole signal.
+def decimate_span(
+    read: Callable[[int, int], np.ndarray], n_times: int, taps: np.ndarray, start_out: int, stop_out: int
+) -> np.ndarray:
+    """Outputs ``start_out:stop_out`` of the zero-phase FIR decimation by ``q = taps.shape[1]`` of a whole signal.
 
-    The stream is cut into frames of ``q`` samples; ``frames @ taps.T`` gives each frame's contribution
-    to ``K`` consecutive outputs, which are then summed along diagonals. History of ``K - 1`` frames is
-    carried from one chunk to the next, so chunk borders leave no trace.
+    Reads just the input these outputs depend on (the edges of the signal are extended with their first and last
+    sample), so chunks are independent of each other and can run in parallel, with results identical to
+    decimating the whole signal at once. The input is cut into frames of ``q`` samples; ``frames @ taps.T`` gives
+    each frame's contribution to ``K`` consecutive outputs, which are then summed along diagonals.
     """
-
-    def __init__(self, q: int, taps: np.ndarray):
-        self.q = q
-        self.taps_t = np.ascontiguousarray(taps.T)  # [q, K]
-        self.k = taps.shape[0]
-        self._pending: np.ndarray | None = None
-        self._n_out = 0
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        if self._pending is None:  # zero-phase: centre the filter by padding with the first sample
-            self._pending = np.repeat(x[:, :1], self.k * self.q // 2, axis=1)
-        if x.shape[1] % self.q or self._pending.shape[1] % self.q:
-            return self._run(np.concatenate([self._pending, x], axis=1))
-        # frame-aligned: no copy of the chunk, only of its K-1 last frames
-        z = np.concatenate([self._frame_products(self._pending), self._frame_products(x)], axis=1)
-        tail = (self.k - 1) * self.q
-        history = np.concatenate([self._pending, x], axis=1) if x.shape[1] < tail else x
-        self._pending = history[:, history.shape[1] - tail :].copy()
-        return self._diagonal_sums(z)
-
-    def flush(self, n_out_total: int) -> np.ndarray:
-        """Pad the end with the last sample and emit the outputs still owed (``n_out_total`` in all)."""
-        if self._pending is None:
-            raise RuntimeError("flush() before any process()")
-        missing = n_out_total - self._n_out
-        if missing <= 0:
-            return np.zeros((self._pending.shape[0], 0), np.float32)
-        pad = np.repeat(self._pending[:, -1:], (missing + self.k) * self.q, axis=1)
-        out = self._run(np.concatenate([self._pending, pad], axis=1))
-        return out[:, :missing]
-
-    def _frame_products(self, x: np.ndarray) -> np.ndarray:
-        """``[C, n_frames, K]``: each frame's contribution to K outputs, as one matrix product."""
-        n_chans, n_frames = x.shape[0], x.shape[1] // self.q
-        frames = x[:, : n_frames * self.q].reshape(n_chans * n_frames, self.q)
-        return (frames @ self.taps_t).reshape(n_chans, n_frames, self.k)
-
-    def _diagonal_sums(self, z: np.ndarray) -> np.ndarray:
-        n_out = z.shape[1] - self.k + 1
-        if n_out <= 0:
-            return np.zeros((z.shape[0], 0), np.float32)
-        out = z[:, 0:n_out, 0].copy()
-        for k in range(1, self.k):
-            out += z[:, k : k + n_out, k]
-        self._n_out += n_out
-        return out
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n_frames = x.shape[1] // self.q
-        if n_frames - self.k + 1 <= 0:
-            self._pending = x
-            return np.zeros((x.shape[0], 0), np.float32)
-        out = self._diagonal_sums(self._frame_products(x))
-        self._pending = x[:, out.shape[1] * self.q :].copy()
-        return out
+    n_taps_per_phase, q = taps.shape
+    first = start_out * q - n_taps_per_phase * q // 2  # first input sample used (K even: a whole number of frames)
+    last = first + (stop_out - start_out + n_taps_per_phase - 1) * q
+    x = read(max(first, 0), min(last, n_times))
+    if first < 0 or last > n_times:
+        x = np.concatenate(
+            [np.repeat(x[:, :1], max(0, -first), axis=1), x, np.repeat(x[:, -1:], max(0, last - n_times), axis=1)],
+            axis=1,
+        )
+    n_chans, n_frames = x.shape[0], x.shape[1] // q
+    z = (x.reshape(n_chans * n_frames, q) @ np.ascontiguousarray(taps.T)).reshape(n_chans, n_frames, -1)
+    n_out = stop_out - start_out
+    out = z[:, 0:n_out, 0].copy()
+    for k in range(1, n_taps_per_phase):
+        out += z[:, k : k + n_out, k]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- stage 2
@@ -310,41 +277,46 @@ def _preprocess_stream(recording: Recording, plan: ChannelPlan, params: Preproce
 def _decimated_chunks(
     recording: Recording, plan: ChannelPlan, params: PreprocessParams, rs: Resampling
 ) -> Iterator[np.ndarray]:
-    chunk = max(rs.q, int(params.chunk_seconds * recording.sfreq) // rs.q * rs.q)
-    decimator = None
-    if rs.q > 1:
-        # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
-        cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
-        decimator = FirDecimator(rs.q, anti_alias_taps(rs.q, recording.sfreq, cutoff))
+    """The recording decimated by ``rs.q`` and montaged, in consecutive blocks, computed on two threads."""
     nan_counts = np.zeros(len(plan.picks), np.int64)
+    lock = threading.Lock()  # readers keep buffers and file positions: one read at a time
 
     def read(start: int, stop: int) -> np.ndarray:
-        data = recording.read(start, stop, plan.picks)
+        with lock:
+            data = recording.read(start, stop, plan.picks)
         if not np.isfinite(data.sum(axis=1)).all():
             bad = ~np.isfinite(data)
-            nan_counts[:] += bad.sum(axis=1)
+            with lock:
+                nan_counts[:] += bad.sum(axis=1)
             data[bad] = 0.0
         return data
 
-    spans = [(start, min(start + chunk, recording.n_times)) for start in range(0, recording.n_times, chunk)]
-    for data in _read_ahead(read, spans):
-        yield plan.montage.apply(decimator.process(data) if decimator else data)
-    if decimator is not None:
-        yield plan.montage.apply(decimator.flush(recording.n_times // rs.q))
+    n_out = recording.n_times // rs.q
+    step = max(1, int(params.chunk_seconds * recording.sfreq) // rs.q)
+    spans = [(start, min(start + step, n_out)) for start in range(0, n_out, step)]
+    if rs.q > 1:
+        # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
+        cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
+        taps = anti_alias_taps(rs.q, recording.sfreq, cutoff)
+        work = partial(decimate_span, read, recording.n_times, taps)
+    else:
+        work = read
+    for block in _in_order(work, spans):
+        yield plan.montage.apply(block)
     if nan_counts.any():
         names = [f"{recording.ch_names[i]} ({n} samples)" for i, n in zip(plan.picks, nan_counts) if n]
         logger.warning("%s: NaN samples set to 0 in %s", recording.path.name, ", ".join(names))
 
 
-def _read_ahead(read: Callable[[int, int], np.ndarray], spans: list[tuple[int, int]]) -> Iterator[np.ndarray]:
-    """Read the next chunk in a thread while the caller processes this one (disk and CPU overlap)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(read, *spans[0]) if spans else None
-        for k in range(len(spans)):
-            data = future.result()
-            if k + 1 < len(spans):
-                future = pool.submit(read, *spans[k + 1])
-            yield data
+def _in_order(work: Callable[[int, int], np.ndarray], spans: list[tuple[int, int]], workers: int = 2):
+    """``work(*span)`` for each span on ``workers`` threads, yielded in order, ``workers + 1`` spans in flight."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque(pool.submit(work, *span) for span in spans[: workers + 1])
+        for span in spans[workers + 1 :]:
+            yield pending.popleft().result()
+            pending.append(pool.submit(work, *span))
+        while pending:
+            yield pending.popleft().result()
 
 
 def _stage2_function(params: PreprocessParams, rs: Resampling, mid_sfreq: float) -> Callable:
