@@ -1,0 +1,193 @@
+"""The Label Studio ML backend HTTP protocol (Flask 3): /health /setup /predict /webhook /metrics /versions.
+
+Requests never train and never load a model from scratch inside /health or /setup: state lives in MODEL_DIR and
+the window stores, and the engine caches what it loaded per project. See ../shared/LABEL_STUDIO.md for what the
+server sends.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from .config import Settings
+from .jobs import RetrainQueue, project_key
+
+logger = logging.getLogger(__name__)
+
+RETRAIN_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"}
+
+
+class TaskInputError(ValueError):
+    """A task the backend cannot score (no window store reference, malformed data); names the task."""
+
+
+class Engine(Protocol):
+    """What the HTTP layer needs from the model side."""
+
+    def model_version(self, project: str) -> str: ...
+
+    def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
+        """One prediction (``result``, ``score``, ``model_version``, optional ``cluster``) per window."""
+        ...
+
+    def versions(self, project: str | None = None) -> list[dict]: ...
+
+
+class StoreCache:
+    """Open window stores by the task's ``data.store`` key, only inside WINDOW_STORE_DIR."""
+
+    def __init__(self, root: Path, max_open: int = 32):
+        self.root = root.resolve()
+        self.max_open = max_open
+        self._open: dict[str, Any] = {}
+
+    def windows(self, task: dict) -> np.ndarray:
+        """Model input ``[n_chans, n_times]`` of one task."""
+        from converters.windows import WindowStore
+
+        data = task.get("data") if isinstance(task, dict) else None
+        task_id = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("store"), str) or not data.get("window_id"):
+            raise TaskInputError(f"task {task_id}: data.store and data.window_id are required (import with converters)")
+        path = (self.root / data["store"]).resolve()
+        if self.root not in path.parents:
+            raise TaskInputError(f"task {task_id}: data.store {data['store']!r} is outside WINDOW_STORE_DIR")
+        if data["store"] not in self._open:
+            if len(self._open) >= self.max_open:
+                self._open.pop(next(iter(self._open))).close()
+            try:
+                self._open[data["store"]] = WindowStore(path)
+            except (OSError, ValueError) as err:
+                raise TaskInputError(f"task {task_id}: window store {data['store']!r}: {err}") from None
+        try:
+            return self._open[data["store"]].read_windows([str(data["window_id"])])[0]
+        except KeyError as err:
+            raise TaskInputError(f"task {task_id}: {err.args[0]}") from None
+
+
+def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = None) -> Flask:
+    """The Flask application; ``queue`` receives retraining requests from webhooks."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 1024 * 1024)
+    stores = StoreCache(settings.window_store_dir)
+    stats: Counter[str] = Counter()
+    started = time.time()
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        if not settings.auth_enabled:
+            return None
+        if request.path == "/webhook" and settings.webhook_secret:
+            given = request.headers.get("X-Webhook-Secret", "")
+            if hmac.compare_digest(given, settings.webhook_secret):
+                return None
+        auth = request.authorization
+        if auth and hmac.compare_digest(auth.username or "", settings.basic_auth_user) and hmac.compare_digest(
+            auth.password or "", settings.basic_auth_pass
+        ):
+            return None
+        stats["unauthorized"] += 1
+        return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="spike backend"'})
+
+    @app.errorhandler(Exception)
+    def on_error(err: Exception) -> tuple[Response, int]:
+        if isinstance(err, HTTPException):
+            return jsonify(error=err.name, detail=err.description), err.code or 500
+        if isinstance(err, ValueError):  # bad values in a request (e.g. a project id that is not one)
+            return jsonify(error="bad request", detail=str(err)), 400
+        logger.exception("unhandled error on %s", request.path)
+        return jsonify(error="internal error", detail="see the backend's log"), 500
+
+    @app.get("/health")
+    @app.get("/")
+    def health() -> Response:
+        return jsonify(status="UP", model_class="SpikeDetector", uptime_seconds=round(time.time() - started))
+
+    @app.post("/setup")
+    def setup() -> Response:
+        body = _json_body()
+        project = project_key(body.get("project", ""))
+        return jsonify(model_version=engine.model_version(project))
+
+    @app.post("/predict")
+    def predict() -> Response:
+        body = _json_body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            return jsonify(error="bad request", detail="'tasks' must be a list of tasks"), 400
+        project = project_key(body.get("project", ""))
+        results = _predict_tasks(project, tasks)
+        stats["predicted_tasks"] += len(tasks)
+        return jsonify(results=results)
+
+    def _predict_tasks(project: str, tasks: list[dict]) -> list[dict]:
+        windows, good = [], []
+        empty = {"result": [], "score": 1.0, "model_version": engine.model_version(project)}
+        results: list[dict] = [empty] * len(tasks)
+        for k, task in enumerate(tasks):
+            try:
+                windows.append(stores.windows(task))
+                good.append(k)
+            except TaskInputError as err:
+                stats["task_errors"] += 1
+                logger.warning("predict: %s", err)
+        if good:
+            for k, prediction in zip(good, engine.predict(project, np.stack(windows), [tasks[k] for k in good])):
+                results[k] = prediction
+        return results
+
+    @app.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        body = _json_body()
+        action = body.get("action")
+        project = (body.get("project") or {}).get("id") if isinstance(body.get("project"), dict) else None
+        if action in RETRAIN_ACTIONS and queue is not None and project is not None:
+            queue.request(project, action)
+            stats["retrain_requests"] += 1
+            return jsonify(status="queued", action=action), 201
+        stats["ignored_webhooks"] += 1
+        return jsonify(status="ignored", action=action), 200
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        lines = [f"spike_backend_{name} {value}" for name, value in sorted(stats.items())]
+        if queue is not None:
+            lines += [f"spike_backend_retrain_{name} {value}" for name, value in sorted(queue.counts.items())]
+            lines.append(f"spike_backend_retrain_pending {len(queue.pending())}")
+        lines.append(f"spike_backend_uptime_seconds {time.time() - started:.0f}")
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    @app.get("/versions")
+    def versions() -> Response:
+        project = request.args.get("project")
+        return jsonify(versions=engine.versions(project_key(project) if project else None))
+
+    return app
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
+    """Settings from the environment, the retraining queue started, the app built (gunicorn's entry)."""
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = engine_factory(settings)
+    retrain = getattr(engine, "retrain", lambda key: None)
+    queue = RetrainQueue(settings.model_dir, retrain, settings.retrain_debounce_seconds)
+    queue.start()
+    return create_app(settings, engine, queue)

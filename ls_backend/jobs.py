@@ -1,0 +1,170 @@
+"""A persistent, coalescing retraining queue: one marker file per project in MODEL_DIR.
+
+``request(project)`` only writes a small marker (so a webhook answers at once, and a restart loses nothing that
+was acknowledged). A worker thread runs the job once the burst has been quiet for ``debounce_seconds``; requests
+that arrive while a job runs bump the marker's generation, so another run follows and the last annotation of a
+burst is always included. A file lock per project keeps two processes (gunicorn workers) from training the same
+project at once. A job that raises keeps its marker and is retried after ``retry_seconds``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MARKER = "retrain.json"
+_PROJECT = re.compile(r"^\d{1,12}$")
+
+
+def project_key(value: object) -> str:
+    """The project's id as a safe folder name: Label Studio sends ``"12.1700000000"`` or ``12``."""
+    text = str(value).split(".", 1)[0].strip()
+    if not _PROJECT.match(text):
+        raise ValueError(f"project must be a Label Studio project id, got {value!r}")
+    return text
+
+
+def write_json_atomic(path: Path, content: dict) -> None:
+    """Write then rename: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)
+
+
+class RetrainQueue:
+    """Queue retrainings per project; run them in a background thread (see module docstring)."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        job: Callable[[str], None],
+        debounce_seconds: float = 5.0,
+        retry_seconds: float = 60.0,
+        poll_seconds: float = 0.5,
+    ):
+        self.model_dir = Path(model_dir)
+        self.job = job
+        self.debounce_seconds = debounce_seconds
+        self.retry_seconds = retry_seconds
+        self.poll_seconds = poll_seconds
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- producers -------------------------------------------------------------------------------------
+
+    def request(self, project: object, reason: str = "") -> None:
+        """Record that ``project`` needs a retraining (cheap: one small file write under a lock)."""
+        key = project_key(project)
+        with self._locked(key, "marker"):
+            marker = self._read_marker(key) or {"generation": 0, "reasons": {}}
+            marker["generation"] += 1
+            marker["last_request_at"] = time.time()
+            marker["not_before"] = marker["last_request_at"] + self.debounce_seconds
+            marker["reasons"][reason] = marker["reasons"].get(reason, 0) + 1
+            write_json_atomic(self._marker_path(key), marker)
+        self.counts["requested"] += 1
+
+    def pending(self) -> list[str]:
+        """Projects with a retraining queued (including ones left by a crash)."""
+        return sorted(p.parent.name for p in self.model_dir.glob(f"*/{MARKER}") if _PROJECT.match(p.parent.name))
+
+    # -- the worker ------------------------------------------------------------------------------------
+
+    def run_due(self, now: float | None = None) -> list[str]:
+        """Run every retraining whose burst is over; return the projects that ran (successfully or not)."""
+        ran = []
+        for key in self.pending():
+            marker = self._read_marker(key)
+            if marker is None or marker.get("not_before", 0) > (time.time() if now is None else now):
+                continue
+            if self._run_one(key, marker["generation"]):
+                ran.append(key)
+        return ran
+
+    def start(self) -> None:
+        """Start the background worker thread (idempotent)."""
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="retrain-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.run_due()
+            except Exception:  # never let the worker die; the marker stays for the next round
+                logger.exception("retraining worker round failed")
+
+    def _run_one(self, key: str, generation: int) -> bool:
+        try:
+            with self._locked(key, "run", blocking=False):
+                logger.info("retraining project %s (request generation %d)", key, generation)
+                try:
+                    self.job(key)
+                except Exception:
+                    logger.exception("retraining project %s failed; retrying in %.0f s", key, self.retry_seconds)
+                    self.counts["failed"] += 1
+                    self._postpone(key, self.retry_seconds)
+                    return True
+                self.counts["done"] += 1
+                self._clear_if_unchanged(key, generation)
+                return True
+        except BlockingIOError:  # another process is training this project; its next round sees our marker
+            return False
+
+    def _clear_if_unchanged(self, key: str, generation: int) -> None:
+        with self._locked(key, "marker"):
+            marker = self._read_marker(key)
+            if marker is not None and marker["generation"] == generation:
+                self._marker_path(key).unlink()
+
+    def _postpone(self, key: str, seconds: float) -> None:
+        with self._locked(key, "marker"):
+            marker = self._read_marker(key)
+            if marker is not None:
+                marker["not_before"] = time.time() + seconds
+                write_json_atomic(self._marker_path(key), marker)
+
+    # -- files -----------------------------------------------------------------------------------------
+
+    def _marker_path(self, key: str) -> Path:
+        return self.model_dir / key / MARKER
+
+    def _read_marker(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._marker_path(key).read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, OSError):
+            logger.warning("project %s: unreadable retraining marker, queued again", key)
+            return {"generation": 1, "not_before": 0, "reasons": {"recovered": 1}}
+
+    @contextmanager
+    def _locked(self, key: str, name: str, blocking: bool = True) -> Iterator[None]:
+        path = self.model_dir / key / f".{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
