@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,13 +220,25 @@ def _check_sources(sources: list[Path], reader_options: dict) -> None:
     """Open every header before any work: unreadable files and mixed sampling rates fail fast."""
     rates = {}
     for source in sources:
-        with read_recording(source, **reader_options) as recording:
+        with _quiet("converters.readers"), read_recording(source, **reader_options) as recording:
             if recording.n_times == 0:
                 raise RecordingError(f"{source}: the recording has no samples")
             rates[source] = recording.sfreq
     if len(set(rates.values())) > 1:
         listing = ", ".join(f"{p.name}: {r:g} Hz" for p, r in rates.items())
         raise ImportError_(f"sampling rates differ between the files of one patient ({listing})")
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Hold back a logger's warnings (the conversion opens the same files again and says them once)."""
+    target = logging.getLogger(logger_name)
+    level = target.level
+    target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 def _convert_all(sources, args, params, window_params, reader_options) -> list[StoreInfo]:
