@@ -2,7 +2,7 @@
 
 Dispatch on the extension (case-insensitive):
 
-* ``.edf``/``.bdf``: the fast memory-mapped reader (:mod:`.edf`); EDF+D and odd headers go to MNE;
+* ``.edf``/``.bdf``: the fast record-aligned reader (:mod:`.edf`); EDF+D and odd headers go to MNE;
 * ``.h5``/``.hdf5``/``.mat`` and EEGLAB ``.set`` saved as MATLAB v7.3: :mod:`.hdf5`;
 * every other format MNE reads (:data:`.mne_formats.MNE_EXTENSIONS`): :mod:`.mne_formats`;
 * a BIDS data file (``sub-*_ieeg.<ext>``/``sub-*_eeg.<ext>``): the reader for ``<ext>``, then its BIDS

@@ -1,7 +1,8 @@
 """Fast reader for continuous EDF, EDF+C and BDF/BDF+C files.
 
-The header is parsed here and the data records are memory-mapped with numpy, so reading a chunk costs
-O(chunk) whatever the length of the recording (MNE's EDF reader is several times slower).
+The header is parsed here and whole data records are read with ``pread`` into a reused buffer, so reading a
+chunk costs O(chunk) whatever the length of the recording, and the process's memory does not grow as the file
+is read (a memory map would add every page read to its RSS). MNE's EDF reader is several times slower.
 
 What it returns:
 
