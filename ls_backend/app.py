@@ -42,6 +42,10 @@ class Engine(Protocol):
 
     def versions(self, project: str | None = None) -> list[dict]: ...
 
+    def retrain(self, project: str) -> None:
+        """Collect the project's labels, train, and push the new ranking (runs in the retraining worker)."""
+        ...
+
 
 class StoreCache:
     """Open window stores by the task's ``data.store`` key, only inside WINDOW_STORE_DIR."""
@@ -187,7 +191,6 @@ def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = engine_factory(settings)
-    retrain = getattr(engine, "retrain", lambda key: None)
-    queue = RetrainQueue(settings.model_dir, retrain, settings.retrain_debounce_seconds)
+    queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds)
     queue.start()
     return create_app(settings, engine, queue)

@@ -1,0 +1,74 @@
+"""The model side of the server: serving versions, pre-annotations and ranking scores for /predict."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from .active.detector import TransientDetector
+from .config import Settings
+from .preannotate import pre_annotation
+from .registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+COLD_START_VERSION = "cold-start"
+
+
+class SpikeEngine:
+    """Answers /setup and /predict from MODEL_DIR (see :class:`ls_backend.app.Engine`).
+
+    The score of a task (low = label first) comes from the project's last ranking (``ranking.json``, written
+    with the ranking pushed to Label Studio) when it knows the window; otherwise from the serving model's
+    uncertainty (``|2p - 1|``: 0 for a coin flip), or before any model from the classical transient detector
+    (likely spikes first).
+    """
+
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+        self.settings = settings
+        self.registry = registry or ModelRegistry(settings.model_dir)
+        self.cold_start_detector = TransientDetector()
+
+    def model_version(self, project: str) -> str:
+        return self.registry.current_version(project) or COLD_START_VERSION
+
+    def versions(self, project: str | None = None) -> list[dict]:
+        projects = [project] if project else sorted(p.name for p in self.settings.model_dir.glob("[0-9]*"))
+        return [{"project": key, **meta} for key in projects for meta in self.registry.history(key)]
+
+    def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
+        loaded = self.registry.load(project)
+        version = self.model_version(project)
+        ranking = self._ranking(project)
+        if loaded is None:
+            scores = 1.0 - self.cold_start_detector.score(windows)
+            return [self._entry([], s, version, ranking, task) for s, task in zip(scores, tasks)]
+        detector, _ = loaded
+        out = detector.predict_all(windows)
+        entries = []
+        for k, task in enumerate(tasks):
+            data = task["data"]
+            ch_names = [c.strip() for c in str(data.get("channels", "")).split(",")]
+            result = pre_annotation(
+                out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names,
+                float(data.get("onset_seconds", 0.0)), detector.sfreq, detector.threshold, f"t{task.get('id')}-",
+            )
+            score = abs(2.0 * float(out["proba"][k]) - 1.0)
+            entries.append(self._entry(result, score, version, ranking, task))
+        return entries
+
+    def _ranking(self, project: str) -> dict:
+        try:
+            return json.loads((self.registry.project_dir(project) / "ranking.json").read_text())["windows"]
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            return {}
+
+    @staticmethod
+    def _entry(result: list, score: float, version: str, ranking: dict, task: dict) -> dict:
+        entry = {"result": result, "score": float(np.clip(score, 0.0, 1.0)), "model_version": version}
+        ranked = ranking.get(str(task["data"].get("window_id")))
+        if ranked is not None:
+            entry["score"], entry["cluster"] = float(ranked[0]), int(ranked[1])
+        return entry

@@ -1,0 +1,41 @@
+"""Model outputs -> Label Studio results: spike regions with channel attribution, and the window-level choice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converters.labelconfig import channels_result, region_result, window_result
+
+from .model.regions import extract_regions
+
+MAX_ATTRIBUTED_CHANNELS = 3  # a region names the channels that drove it, strongest first
+
+
+def pre_annotation(
+    dense_proba: np.ndarray,
+    channel_proba: np.ndarray,
+    window_proba: float,
+    ch_names: list[str],
+    onset_seconds: float,
+    sfreq: float,
+    threshold: float = 0.5,
+    region_id: str = "r",
+) -> list[dict]:
+    """Results for one task: a "Spike" region per detected run (times in the task's seconds), the channels
+    above ``threshold`` that drove it, and "Spike"/"No spike" for the window."""
+    regions = extract_regions(dense_proba, sfreq, threshold, onset_seconds=onset_seconds)
+    drivers = _driving_channels(channel_proba, ch_names, threshold)
+    results = []
+    for k, region in enumerate(regions):
+        rid = f"{region_id}{k}"
+        results.append(region_result(region.start_seconds, region.end_seconds, "Spike", rid))
+        if drivers:
+            results.append(channels_result(drivers, rid))
+    results.append(window_result("Spike" if window_proba >= threshold else "No spike"))
+    return results
+
+
+def _driving_channels(channel_proba: np.ndarray, ch_names: list[str], threshold: float) -> list[str]:
+    proba = np.nan_to_num(np.asarray(channel_proba, np.float64), nan=-1.0)
+    order = np.argsort(-proba)[:MAX_ATTRIBUTED_CHANNELS]
+    return [ch_names[i] for i in order if proba[i] >= threshold and i < len(ch_names)]
