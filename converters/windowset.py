@@ -285,3 +285,33 @@ def synthetic_windowset(
             save_windowset(ws, target)
     logger.info("synthetic window set %s: %d windows, %d positive", list(patients), len(ws), int(ws.y.sum()))
     return ws
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m converters.windowset synthetic|export ...``: write a window set file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m converters.windowset", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    syn = sub.add_parser("synthetic", help="synthetic patients through the real conversion pipeline")
+    syn.add_argument("out", type=Path, help="output file (.npz, .h5)")
+    syn.add_argument("--patients", nargs="+", default=["A", "B", "C", "D"])
+    syn.add_argument("--minutes", type=float, default=DEFAULT_SYNTHETIC_MINUTES, help="per patient")
+    syn.add_argument("--window", type=float, default=DEFAULT_MODEL_WINDOW_SECONDS, help="window length, seconds")
+    syn.add_argument("--stride", type=float, default=None, help="window stride, seconds (default: no overlap)")
+    exp = sub.add_parser("export", help="window stores (with their recordings' events) -> one window set")
+    exp.add_argument("out", type=Path, help="output file (.npz, .h5)")
+    exp.add_argument("stores", nargs="+", type=Path, help="window stores; each store's name is its group")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "synthetic":
+        ws = synthetic_windowset(tuple(args.patients), args.minutes, args.window, args.stride, out=args.out)
+    else:
+        ws = export_windowset(args.stores, args.out)
+    print(f"{args.out}: {len(ws)} windows ({int((ws.y >= 0.5).sum())} positive), {ws.X.shape[1]} channels, "
+          f"{ws.X.shape[2]} samples at {ws.sfreq:g} Hz")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

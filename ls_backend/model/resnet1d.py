@@ -1,0 +1,139 @@
+"""A 1-D ResNet over one channel (or bipolar derivation) at a time, with a dense per-time-step logit.
+
+The network never sees the electrode layout: it reads ``[batch, 1, n_times]`` and the estimator
+(:mod:`ls_backend.model.estimator`) runs it on every channel of a window and aggregates. No striding or pooling
+inside: the feature map keeps the input's time resolution, so the dense head gives a logit per sample (spike
+regions come from it) and the window logit is a smooth maximum of the dense logits over time.
+
+``forward_features`` gives the feature map and the pooled embedding (timm's convention; the embedding feeds
+diversity sampling), ``forward_head`` the dense logits.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def _dilations(dilation: int | Sequence[int], depth: int) -> list[int]:
+    if isinstance(dilation, int):
+        return [dilation] * depth
+    dilations = [int(d) for d in dilation]
+    if len(dilations) != depth:
+        raise ValueError(f"dilation must be an int or {depth} ints (one per block), got {dilations}")
+    return dilations
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-dropout-conv-BN plus the identity, then ReLU ('same' padding, time resolution kept)."""
+
+    def __init__(self, width: int, kernel_size: int, dilation: int, dropout: float):
+        super().__init__()
+        pad = dilation * (kernel_size - 1) // 2
+        self.conv1 = nn.Conv1d(width, width, kernel_size, padding=pad, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm1d(width)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = nn.Conv1d(width, width, kernel_size, padding=pad, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm1d(width)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(self.drop(out)))
+        return self.act(out + x)
+
+
+class ResNet1d(nn.Module):
+    """1-D ResNet for single-channel windows ``[B, 1, n_times]`` -> dense logits ``[B, n_outputs, n_times]``.
+
+    Parameters: ``width`` feature channels, ``depth`` residual blocks, ``kernel_size`` (odd), ``dilation`` (one
+    int for every block or one per block), ``dropout`` inside blocks (also used for MC dropout).
+    """
+
+    def __init__(
+        self,
+        n_outputs: int = 1,
+        width: int = 32,
+        depth: int = 4,
+        kernel_size: int = 7,
+        dilation: int | Sequence[int] = 1,
+        dropout: float = 0.1,
+        n_chans: int = 1,
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
+        if depth < 0 or width < 1:
+            raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
+        self.n_outputs = n_outputs
+        self.width = width
+        self.stem = nn.Sequential(
+            nn.Conv1d(n_chans, width, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, kernel_size, d, dropout) for d in _dilations(dilation, depth)
+        )
+        self.head_drop = nn.Dropout(dropout)
+        self.head = nn.Conv1d(width, n_outputs, 1)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.width
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature map ``[B, width, n_times]`` and its time-averaged embedding ``[B, width]``."""
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x, x.mean(dim=-1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Dense logits ``[B, n_outputs, n_times]`` from the feature map."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x)[0])
+
+
+def smooth_max(logits: torch.Tensor, sharpness: float, dim: int = -1) -> torch.Tensor:
+    """``log(mean(exp(sharpness * x))) / sharpness`` along ``dim``: between the mean and the max (the max as
+    sharpness grows), with a gradient to every element; independent of the length for a constant input."""
+    n = logits.shape[dim]
+    return (torch.logsumexp(sharpness * logits, dim=dim) - torch.log(torch.tensor(float(n)))) / sharpness
+
+
+def flops_per_window(
+    n_times: int, width: int = 32, depth: int = 4, kernel_size: int = 7, n_outputs: int = 1, n_chans: int = 1
+) -> int:
+    """Multiply-adds x 2 of one forward pass over one single-channel window (convolutions only; BN/ReLU are
+    elementwise and negligible)."""
+    stem = 2 * n_chans * width * kernel_size * n_times
+    blocks = depth * 2 * (2 * width * width * kernel_size * n_times)
+    head = 2 * width * n_outputs * n_times
+    return stem + blocks + head
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def fuse_batchnorm(module: ResNet1d) -> ResNet1d:
+    """An eval-mode copy of ``module`` with every BatchNorm folded into the convolution before it (inference only;
+    dropout modules are kept, so MC dropout still works)."""
+    fused = copy.deepcopy(module).eval()
+    fused.stem[0] = fuse_conv_bn_eval(fused.stem[0], fused.stem[1])
+    fused.stem[1] = nn.Identity()
+    for block in fused.blocks:
+        block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
+        block.bn1 = nn.Identity()
+        block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
+        block.bn2 = nn.Identity()
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    return fused

@@ -1,0 +1,212 @@
+"""Training strategies (soft labels, dense targets, pseudo-labels, warm start) and checkpoints."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ls_backend.model import CheckpointError, SpikeDetector, load_checkpoint, save_checkpoint
+from ls_backend.model.checkpoints import latest_valid_checkpoint
+from ls_backend.model.training import (
+    PseudoLabelParams,
+    dense_targets,
+    fit_with_pseudo_labels,
+    pseudo_labels,
+    robust_scale_patient,
+    soft_target,
+    soft_targets,
+    warm_start,
+)
+
+TINY = dict(width=8, depth=2, kernel_size=5, epochs=2, batch_size=8, seed=0)
+
+
+def _toy(n: int = 24, n_chans: int = 5, n_times: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_chans, n_times)).astype(np.float32)
+    y = (np.arange(n) % 3 == 0).astype(np.float32)
+    for i in np.flatnonzero(y):
+        c, t = rng.integers(n_chans), rng.integers(10, n_times - 10)
+        X[i, c, t - 3 : t + 3] += 8 * np.hanning(6)
+    return X, y
+
+
+# ---------------------------------------------------------------------------------------------- soft labels
+
+
+def test_soft_targets_from_several_clinicians():
+    assert soft_target(["Spike", "Spike"]) == 1.0
+    assert soft_target(["Spike", "No spike"]) == 0.5
+    assert soft_target(["Unsure"]) == 0.5  # a soft target, not a discarded label
+    assert soft_target(["Spike", "Unsure", None]) == 0.75  # None (skipped) is ignored
+    assert soft_target([None]) is None and soft_target([]) is None
+    with pytest.raises(ValueError, match="'Maybe'"):
+        soft_target(["Maybe"])
+    y, labelled = soft_targets([["Spike"], [], ["No spike", "Unsure"], [None]])
+    assert y.tolist() == [1.0, 0.0, 0.25, 0.0] and labelled.tolist() == [True, False, True, False]
+
+
+def test_soft_labels_train_and_move_predictions():
+    """Windows labelled 'Unsure' by everybody are pulled towards 0.5, not thrown away."""
+    X, y = _toy(n=30)
+    soft = y.copy()
+    soft[y == 1] = 0.5
+    hard = SpikeDetector(**(TINY | {"epochs": 6})).fit(X, y)
+    unsure = SpikeDetector(**(TINY | {"epochs": 6})).fit(X, soft)
+    pos = y == 1
+    assert unsure.predict_proba(X)[pos].mean() < hard.predict_proba(X)[pos].mean()
+
+
+def test_dense_targets_softened_at_edges():
+    sfreq = 100.0
+    t = dense_targets([(0.30, 0.50)], 100, sfreq, edge_seconds=0.04)
+    assert t[35:45].min() == pytest.approx(1.0)  # inside, away from the edges
+    assert t[:27].max() == 0 and t[53:].max() == 0  # outside the ramps
+    assert 0 < t[29] < 1 and 0 < t[50] < 1  # on the ramps
+    assert t[30] == pytest.approx(0.625)  # sample 30 is centred at 0.305: 0.025 s into a 0.04 s ramp
+    hard = dense_targets([(0.30, 0.50)], 100, sfreq, edge_seconds=0.0)
+    assert hard.sum() == 20 and set(np.unique(hard)) == {0.0, 1.0}
+    shifted = dense_targets([(10.30, 10.50, 0.5)], 100, sfreq, onset_seconds=10.0, edge_seconds=0.04)
+    np.testing.assert_allclose(shifted, 0.5 * t, atol=1e-6)  # task seconds; value = annotator agreement
+    both = dense_targets([(0.1, 0.2), (0.15, 0.3)], 100, sfreq, edge_seconds=0.0)
+    assert both.max() == 1.0 and both.sum() == 20
+
+
+def test_robust_scale_patient():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.standard_normal((10, 2, 50)) * 5, rng.standard_normal((10, 2, 50)) * 0.1]).astype(
+        np.float32
+    )
+    X[:, 1] *= 3
+    X[15, 0] = np.nan
+    scaled = robust_scale_patient(X, np.r_[["p"] * 10, ["q"] * 10])
+    for rows in (slice(0, 10), slice(10, 20)):
+        assert np.nanstd(scaled[rows], axis=(0, 2)) == pytest.approx([1.0, 1.0], rel=0.15)
+    assert np.isnan(scaled[15, 0]).all()
+
+
+# ---------------------------------------------------------------------------------------------- pseudo-labels
+
+
+def test_pseudo_labels_never_override_humans():
+    proba = np.array([0.99, 0.99, 0.01, 0.5, 0.001, 0.97])
+    human = np.array([True, False, True, False, False, False])
+    targets, weights, selected = pseudo_labels(proba, human, PseudoLabelParams(0.95, 0.02, 0.3))
+    assert selected.tolist() == [False, True, False, False, True, True]
+    assert targets[selected].tolist() == [1.0, 0.0, 1.0]
+    assert weights.tolist() == pytest.approx([0, 0.3, 0, 0, 0.3, 0.3])
+    _, _, capped = pseudo_labels(proba, human, PseudoLabelParams(0.95, 0.02, 0.3, max_fraction=0.25))
+    assert capped.tolist() == [False, True, False, False, True, False]  # the most confident of each class
+
+
+def test_self_training_recomputes_and_keeps_human_labels(monkeypatch):
+    X, y = _toy(n=48)
+    X_lab, y_lab, X_unl = X[:12], y[:12], X[12:]
+    calls = []
+    original_fit = SpikeDetector.fit
+
+    def recording_fit(self, X, y, sample_weight=None, **kwargs):
+        calls.append((np.array(y), np.array(sample_weight)))
+        return original_fit(self, X, y, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(SpikeDetector, "fit", recording_fit)
+    det = SpikeDetector(**(TINY | {"epochs": 6, "samples_per_epoch": 64}))
+    y_flipped = 1 - y_lab  # humans say the opposite of what the data shows: pseudo-labels must not undo it
+    model, log = fit_with_pseudo_labels(det, X_lab, y_flipped, X_unl, rounds=2,
+                                        params=PseudoLabelParams(0.7, 0.3, 0.25))
+    assert model.is_fitted and [r.round for r in log] == [1, 2] and len(calls) == 3
+    for targets, weights in calls[1:]:
+        np.testing.assert_array_equal(targets[:12], y_flipped)  # human labels first, unchanged, weight 1
+        np.testing.assert_array_equal(weights[:12], 1.0)
+        assert np.all(weights[12:] == 0.25) and len(targets) - 12 <= len(X_unl)
+    counts = [r.n_pseudo_positive + r.n_pseudo_negative for r in log]
+    assert [len(t) - 12 for t, _ in calls[1:]] == counts  # each round's own selection, recomputed
+    assert max(counts) > 0
+
+
+# ---------------------------------------------------------------------------------------------- warm start
+
+
+def test_warm_start_with_fallback_to_cold():
+    X, y = _toy(n=30, n_chans=4, seed=0)
+    cohort = SpikeDetector(**(TINY | {"epochs": 4})).fit(X, y)
+    X_new, y_new = _toy(n=24, n_chans=7, seed=1)  # a new patient with another layout
+    zero = warm_start(cohort, X_new[:0], y_new[:0])
+    assert zero.choice == "cohort" and zero.model is cohort
+    result = warm_start(cohort, X_new[:12], y_new[:12], X_new[12:], y_new[12:], freeze_blocks=1)
+    assert result.choice in ("warm", "cold") and set(result.scores) == {"warm", "cold"}
+    assert result.scores[result.choice] == max(result.scores.values())
+    # a cohort trained on the opposite task does not transfer: fine-tuning it briefly loses to cold start
+    bad = SpikeDetector(**(TINY | {"epochs": 6})).fit(X, 1 - y)
+    fallback = warm_start(bad, X_new[:12], y_new[:12], X_new[12:], y_new[12:], freeze_blocks=2,
+                          fine_tune={"epochs": 1, "lr": 1e-4})
+    assert fallback.choice == "cold" and fallback.scores["cold"] > fallback.scores["warm"]
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture
+def fitted():
+    X, y = _toy()
+    return SpikeDetector(**(TINY | {"dilation": (1, 2)})).fit(X, y), X
+
+
+def test_checkpoint_round_trip(tmp_path, fitted):
+    det, X = fitted
+    meta = {"version": "v2", "parent_version": "v1", "labels_used": 24, "metrics": {"auprc": 0.5},
+            "preprocessing": {"sfreq_hz": 256.0}}
+    path = save_checkpoint(tmp_path / "model.pt", det, meta)
+    loaded, back = load_checkpoint(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), det.predict_proba(X))
+    assert back["version"] == "v2" and back["parent_version"] == "v1" and back["metrics"]["auprc"] == 0.5
+    assert "software" in back and "saved_at" in back
+    assert loaded.get_params() == det.get_params()
+    # it loads with weights_only=True: plain tensors and strings, nothing pickled
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) >= {"format", "params_json", "metadata_json", "state_dict"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_corrupt_checkpoint_refused_and_previous_kept(tmp_path, fitted):
+    det, X = fitted
+    good = save_checkpoint(tmp_path / "v1.pt", det, {"version": "v1"})
+    data = good.read_bytes()
+    truncated = tmp_path / "v2.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    os.utime(truncated, (good.stat().st_mtime + 10,) * 2)  # the newest file is the broken one
+    with pytest.raises(CheckpointError, match="v2.pt.*corrupt"):
+        load_checkpoint(truncated)
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a spike-al"):
+        load_checkpoint(tmp_path / "other.pt")
+    os.utime(tmp_path / "junk.pt", (good.stat().st_mtime + 20,) * 2)
+    os.utime(tmp_path / "other.pt", (good.stat().st_mtime - 20,) * 2)
+    path, loaded, meta = latest_valid_checkpoint(tmp_path)
+    assert path == good and meta["version"] == "v1"
+
+
+def test_failed_save_keeps_previous(tmp_path, fitted, monkeypatch):
+    det, X = fitted
+    path = save_checkpoint(tmp_path / "model.pt", det, {"version": "v1"})
+    before = path.read_bytes()
+
+    def broken_save(obj, fh, *args, **kwargs):
+        fh.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, det, {"version": "v2"})
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+    unfitted = SpikeDetector()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        save_checkpoint(tmp_path / "x.pt", unfitted)
