@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://localhost:8080"
 WINDOW_ID_KEY = "window_id"
+STORE_KEY = "store"
+META_KEYS = (WINDOW_ID_KEY, STORE_KEY)  # copied from each task's data into its meta: readable without the data
 #: Project ordering for active learning: unlabeled tasks with the lowest prediction score first.
 SAMPLING = "Uncertainty sampling"
 
@@ -276,12 +278,29 @@ def existing_window_ids(client: LabelStudio, project_id: int, progress: bool = F
     return window_ids
 
 
+def task_index(client: LabelStudio, project_id: int) -> dict[int, dict[str, str]]:
+    """``{task id: {"window_id": ..., "store": ...}}`` of every task imported by :func:`import_tasks`.
+
+    Reads ids and ``meta`` only (the ML backend maps its ranking onto tasks with it); tasks without both keys
+    in ``meta`` are left out.
+    """
+    index: dict[int, dict[str, str]] = {}
+    with _api(client, f"listing the tasks of project {project_id}"):
+        for tasks, _ in _task_pages(client, project_id, "id,meta", _ID_PAGE_SIZE):
+            for task in tasks:
+                meta = task.meta or {}
+                if all(isinstance(meta.get(key), str) for key in META_KEYS):
+                    index[int(task.id)] = {key: meta[key] for key in META_KEYS}
+    return index
+
+
 def _prepare_task(task: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the task in import form, with ``data.window_id`` mirrored into ``meta``."""
+    """A copy of the task in import form, with ``data.window_id`` and ``data.store`` mirrored into ``meta``."""
     prepared = dict(task) if "data" in task else {"data": task}
-    window_id = prepared["data"].get(WINDOW_ID_KEY) if isinstance(prepared["data"], dict) else None
-    if isinstance(window_id, str):
-        prepared["meta"] = {**(prepared.get("meta") or {}), WINDOW_ID_KEY: window_id}
+    data = prepared["data"] if isinstance(prepared["data"], dict) else {}
+    mirrored = {key: data[key] for key in META_KEYS if isinstance(data.get(key), str)}
+    if mirrored:
+        prepared["meta"] = {**(prepared.get("meta") or {}), **mirrored}
     return prepared
 
 

@@ -12,8 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from flask import Flask, Response, jsonify, request
@@ -21,14 +20,11 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from .config import Settings
 from .jobs import RetrainQueue, project_key
+from .stores import StoreCache, TaskInputError
 
 logger = logging.getLogger(__name__)
 
 RETRAIN_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"}
-
-
-class TaskInputError(ValueError):
-    """A task the backend cannot score (no window store reference, malformed data); names the task."""
 
 
 class Engine(Protocol):
@@ -45,38 +41,6 @@ class Engine(Protocol):
     def retrain(self, project: str) -> None:
         """Collect the project's labels, train, and push the new ranking (runs in the retraining worker)."""
         ...
-
-
-class StoreCache:
-    """Open window stores by the task's ``data.store`` key, only inside WINDOW_STORE_DIR."""
-
-    def __init__(self, root: Path, max_open: int = 32):
-        self.root = root.resolve()
-        self.max_open = max_open
-        self._open: dict[str, Any] = {}
-
-    def windows(self, task: dict) -> np.ndarray:
-        """Model input ``[n_chans, n_times]`` of one task."""
-        from converters.windows import WindowStore
-
-        data = task.get("data") if isinstance(task, dict) else None
-        task_id = task.get("id") if isinstance(task, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("store"), str) or not data.get("window_id"):
-            raise TaskInputError(f"task {task_id}: data.store and data.window_id are required (import with converters)")
-        path = (self.root / data["store"]).resolve()
-        if self.root not in path.parents:
-            raise TaskInputError(f"task {task_id}: data.store {data['store']!r} is outside WINDOW_STORE_DIR")
-        if data["store"] not in self._open:
-            if len(self._open) >= self.max_open:
-                self._open.pop(next(iter(self._open))).close()
-            try:
-                self._open[data["store"]] = WindowStore(path)
-            except (OSError, ValueError) as err:
-                raise TaskInputError(f"task {task_id}: window store {data['store']!r}: {err}") from None
-        try:
-            return self._open[data["store"]].read_windows([str(data["window_id"])])[0]
-        except KeyError as err:
-            raise TaskInputError(f"task {task_id}: {err.args[0]}") from None
 
 
 def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = None) -> Flask:

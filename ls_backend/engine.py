@@ -59,6 +59,12 @@ class SpikeEngine:
             entries.append(self._entry(result, score, version, ranking, task))
         return entries
 
+    def retrain(self, project: str) -> None:
+        """The retraining worker's job (see :mod:`ls_backend.retrain`)."""
+        from .retrain import retrain_project
+
+        retrain_project(self, project)
+
     def _ranking(self, project: str) -> dict:
         try:
             return json.loads((self.registry.project_dir(project) / "ranking.json").read_text())["windows"]

@@ -205,13 +205,15 @@ def warm_start(
     dense: np.ndarray | None = None,
     compare_cold: bool = True,
     fine_tune: dict | None = None,
+    cold_params: dict | None = None,
 ) -> WarmStartResult:
     """A model for a new patient: the cohort model fine-tuned on the patient's labels ``(X, y)``.
 
     With validation windows of the patient (``X_val``, ``y_val`` with at least one positive) a cold-started model
     is trained too and the better AUPRC wins (ties go to warm start): the fallback when the cohort does not
     transfer. Without labels of the patient the cohort model is returned as it is. ``fine_tune`` overrides
-    training parameters of the warm model (e.g. a lower ``lr`` or fewer ``epochs``).
+    training parameters of the warm model (e.g. a lower ``lr`` or fewer ``epochs``), ``cold_params`` those of the
+    cold one (default: the cohort's).
     """
     if len(y) == 0:
         return WarmStartResult(cohort, "cohort")
@@ -220,7 +222,7 @@ def warm_start(
     can_compare = X_val is not None and y_val is not None and np.any(np.asarray(y_val) >= 0.5)
     if not (compare_cold and can_compare):
         return WarmStartResult(warm, "warm")
-    cold = cohort.clone(freeze_blocks=0).fit(X, y, dense_targets=dense)
+    cold = cohort.clone(**({"freeze_blocks": 0} | dict(cold_params or {}))).fit(X, y, dense_targets=dense)
     scores = {"warm": auprc(y_val, warm.predict_proba(X_val)), "cold": auprc(y_val, cold.predict_proba(X_val))}
     choice = "warm" if scores["warm"] >= scores["cold"] else "cold"
     logger.info("warm start: validation AUPRC warm %.3f, cold %.3f -> %s", scores["warm"], scores["cold"], choice)

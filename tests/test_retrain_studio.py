@@ -1,0 +1,62 @@
+"""Retraining against the real Label Studio: labels in, a new model version and ranking out, /next follows it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+import converters.cli as cli
+from converters.labelconfig import window_result
+from converters.synthetic import PATIENTS, write_bids
+from ls_backend.config import Settings
+from ls_backend.engine import COLD_START_VERSION, SpikeEngine
+from ls_backend.retrain import retrain_project
+
+
+@pytest.fixture
+def imported(label_studio, studio_client, tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    source = write_bids(root / "bids", "p03", PATIENTS["C"], 80)  # spike-wave, 12/min
+    title = f"Spikes retrain {uuid.uuid4().hex[:6]}"
+    args = [str(source), "--patient", "P03", "--project", title, "--url", label_studio.url, "--api-key",
+            label_studio.token, "--store-dir", str(root / "stores"), "--events", "predictions"]
+    assert cli.main(args) == 0
+    project = next(p for p in studio_client.projects.list(title=title) if p.title == title)
+    return root, project
+
+
+def truth_of(task) -> str:
+    return task.predictions[0].result[-1]["value"]["choices"][0]  # the synthetic events, imported as predictions
+
+
+@pytest.mark.slow
+def test_labels_train_a_model_and_the_ranking_reaches_the_labeling_stream(
+    label_studio, studio_client, imported, tmp_path
+):
+    root, project = imported
+    tasks = list(studio_client.tasks.list(project=project.id, fields="all"))
+    spikes = [t for t in tasks if truth_of(t) == "Spike"]
+    quiet = [t for t in tasks if truth_of(t) == "No spike"]
+    assert len(spikes) >= 6 and len(quiet) >= 6
+    labeled = spikes[:6] + quiet[:6]
+    for task in labeled:  # a clinician labels 12 windows
+        studio_client.annotations.create(id=task.id, result=[window_result(truth_of(task))])
+
+    settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
+                        model_dir=tmp_path / "models", window_store_dir=root / "stores")
+    engine = SpikeEngine(settings)
+    assert engine.model_version(str(project.id)) == COLD_START_VERSION
+    result = retrain_project(engine, str(project.id), client=studio_client)
+
+    assert result.promoted and result.n_labels == 12 and result.n_ranked == len(tasks) - 12
+    assert studio_client.projects.get(project.id).model_version == result.version
+    ranking = json.loads((tmp_path / "models" / str(project.id) / "ranking.json").read_text())["windows"]
+    assert len(ranking) == len(tasks) - 12
+    first_window = min(ranking, key=lambda w: ranking[w][0])
+    response = httpx.get(f"{label_studio.url}/api/projects/{project.id}/next",
+                         headers={"Authorization": f"Token {label_studio.token}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["window_id"] == first_window  # the labeling stream serves our first pick
