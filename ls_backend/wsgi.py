@@ -1,0 +1,6 @@
+"""gunicorn entry point: ``gunicorn 'ls_backend.wsgi:app'`` (settings from the environment, see README)."""
+
+from .app import make_server_app
+from .engine import SpikeEngine
+
+app = make_server_app(SpikeEngine)
