@@ -38,6 +38,10 @@ class Engine(Protocol):
 
     def versions(self, project: str | None = None) -> list[dict]: ...
 
+    def has_ranking(self, project: str) -> bool:
+        """Whether a ranking was pushed for the project (else /setup queues the cold-start ranking)."""
+        ...
+
     def retrain(self, project: str) -> None:
         """Collect the project's labels, train, and push the new ranking (runs in the retraining worker)."""
         ...
@@ -85,6 +89,8 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
     def setup() -> Response:
         body = _json_body()
         project = project_key(body.get("project", ""))
+        if queue is not None and not engine.has_ranking(project) and project not in queue.pending():
+            queue.request(project, "SETUP")  # the cold-start ranking, in the background
         return jsonify(model_version=engine.model_version(project))
 
     @app.post("/predict")

@@ -59,6 +59,9 @@ class SpikeEngine:
             entries.append(self._entry(result, score, version, ranking, task))
         return entries
 
+    def has_ranking(self, project: str) -> bool:
+        return (self.registry.project_dir(project) / "ranking.json").exists()
+
     def retrain(self, project: str) -> None:
         """The retraining worker's job (see :mod:`ls_backend.retrain`)."""
         from .retrain import retrain_project

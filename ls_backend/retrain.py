@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from converters import studio
-from converters.windows import WindowStore
 
+from .active.detector import TransientDetector
 from .active.inputs import PoolView
 from .active.ranking import ranking_predictions
 from .active.strategies import make_strategy
 from .config import Settings
-from .engine import SpikeEngine
+from .engine import COLD_START_VERSION, SpikeEngine
 from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
 from .model.estimator import SpikeDetector
@@ -49,13 +49,18 @@ class RetrainResult:
 
 
 def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strategy: str = "mixed") -> RetrainResult:
-    """Train on every label of ``project``, keep the model if it is not worse, push the ranking."""
+    """Train on every label of ``project``, keep the model if it is not worse, push the ranking.
+
+    Before the first label, push the cold-start ranking instead (likely spikes from the classical detector, and
+    coverage of the recording), so the first tasks a clinician sees are already useful.
+    """
     settings = engine.settings
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
     labels = fetch_labels(client, int(project))
     if not labels:
-        logger.info("project %s: no labels yet, nothing to train", project)
-        return RetrainResult(project, engine.registry.current_version(project), False, 0)
+        logger.info("project %s: no labels yet: cold-start ranking", project)
+        n_ranked = push_ranking(engine, client, project, COLD_START_VERSION, set(), DetectorScorer(), "cold_start")
+        return RetrainResult(project, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
     X, y, dense, sfreq = training_set(settings, labels)
     current = engine.registry.load(project)
     candidate, metrics = train_and_validate(X, y, dense, current[0] if current else None, sfreq)
@@ -67,7 +72,8 @@ def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strat
         logger.info("project %s: candidate not better than the serving model (%s): kept it", project, metrics)
     detector, _ = engine.registry.load(project)
     version = engine.registry.current_version(project)
-    n_ranked = push_ranking(engine, client, project, detector, version, {lab.task_id for lab in labels}, strategy)
+    labeled = {lab.task_id for lab in labels}
+    n_ranked = push_ranking(engine, client, project, version, labeled, ModelScorer(detector), strategy)
     return RetrainResult(project, version, promoted, len(labels), metrics, n_ranked)
 
 
@@ -112,13 +118,52 @@ def train_and_validate(
     return candidate, metrics
 
 
+class ModelScorer:
+    """Per-window outputs of the serving model: probability, embedding, and the pre-annotation."""
+
+    def __init__(self, detector: SpikeDetector):
+        self.detector = detector
+        self.proba: list[np.ndarray] = []
+        self.embeddings: list[np.ndarray] = []
+        self.results: list[list[dict]] = []
+
+    def add(self, windows: np.ndarray, onsets: np.ndarray, ch_names: list[str], sfreq: float, task_ids: list) -> None:
+        out = self.detector.predict_all(windows)
+        for k, task_id in enumerate(task_ids):
+            self.results.append(pre_annotation(out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names,
+                                               float(onsets[k]), sfreq, self.detector.threshold, f"t{task_id}-"))
+        self.proba.append(out["proba"])
+        self.embeddings.append(out["embedding"])
+
+    def pool(self) -> PoolView:
+        return PoolView(proba=np.concatenate(self.proba), embeddings=np.concatenate(self.embeddings))
+
+
+class DetectorScorer:
+    """Before any model: the classical transient detector's score, and its per-channel features for diversity."""
+
+    def __init__(self):
+        self.detector = TransientDetector()
+        self.features: list[np.ndarray] = []
+        self.results: list[list[dict]] = []
+
+    def add(self, windows: np.ndarray, onsets: np.ndarray, ch_names: list[str], sfreq: float, task_ids: list) -> None:
+        self.features.append(self.detector.features(windows))
+        self.results.extend([] for _ in task_ids)
+
+    def pool(self) -> PoolView:
+        features = np.concatenate(self.features)
+        flat = np.nan_to_num(features.reshape(len(features), -1))
+        return PoolView(detector_score=self.detector.score_features(features), embeddings=flat)
+
+
 def push_ranking(
     engine: SpikeEngine,
     client: Any,
     project: str,
-    detector: SpikeDetector,
     version: str,
     labeled: set[int],
+    scorer: ModelScorer | DetectorScorer,
     strategy: str = "mixed",
 ) -> int:
     """Score every unlabeled task from the window stores, rank them, write predictions, then switch versions."""
@@ -127,26 +172,20 @@ def push_ranking(
     for task_id, meta in index.items():
         if task_id not in labeled:
             by_store[meta["store"]].append((task_id, meta["window_id"]))
-    task_ids, proba, embeddings, results = [], [], [], []
+    stores = StoreCache(engine.settings.window_store_dir)
+    task_ids: list[int] = []
     for store_key, tasks in by_store.items():
-        with WindowStore(engine.settings.window_store_dir / store_key) as store:
-            for first in range(0, len(tasks), BATCH):
-                batch = tasks[first : first + BATCH]
-                rows = store.rows([w for _, w in batch])
-                out = detector.predict_all(store.read_windows([w for _, w in batch]))
-                for k, (task_id, _) in enumerate(batch):
-                    onset = float(store.starts[rows[k]] / store.sfreq)
-                    results.append(pre_annotation(out["dense"][k], out["channel"][k], float(out["proba"][k]),
-                                                  store.ch_names, onset, store.sfreq, detector.threshold,
-                                                  f"t{task_id}-"))
-                    task_ids.append(task_id)
-                proba.append(out["proba"])
-                embeddings.append(out["embedding"])
+        store = stores.get(store_key)
+        for first in range(0, len(tasks), BATCH):
+            batch = tasks[first : first + BATCH]
+            window_ids = [w for _, w in batch]
+            onsets = store.starts[store.rows(window_ids)] / store.sfreq
+            scorer.add(store.read_windows(window_ids), onsets, store.ch_names, store.sfreq, [t for t, _ in batch])
+            task_ids.extend(t for t, _ in batch)
     if not task_ids:
         return 0
-    pool = PoolView(proba=np.concatenate(proba), embeddings=np.concatenate(embeddings))
-    ranking = make_strategy(strategy).rank(pool, batch_size=10, rng=0)
-    predictions = ranking_predictions(task_ids, ranking, version, results)
+    ranking = make_strategy(strategy).rank(scorer.pool(), batch_size=10, rng=0)
+    predictions = ranking_predictions(task_ids, ranking, version, scorer.results)
     for first in range(0, len(predictions), PUSH_BATCH):
         client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
     windows = {index[t]["window_id"]: [p["score"], p["cluster"]] for t, p in zip(task_ids, predictions)}

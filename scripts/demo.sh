@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: install everything, start a local Label Studio (SQLite, in ./demo_data),
-# write a synthetic sEEG demo patient (BIDS, EDF + events.tsv) and import it with `python -m converters.import`.
-# Then keep Label Studio running until Ctrl-C (DEMO_DETACH=1: leave it running in the background and return).
-# Environment: DEMO_DIR (default demo_data), LABEL_STUDIO_PORT (default 8080), DEMO_DETACH.
+# The main job on embedded defaults: install everything, start a local Label Studio (SQLite, in ./demo_data) and the
+# ML backend (gunicorn), write a synthetic sEEG demo patient (BIDS, EDF + events.tsv) and import it with
+# `python -m converters.import`, connected to the backend. Then keep both running until Ctrl-C
+# (DEMO_DETACH=1: leave them running in the background and return).
+# Environment: DEMO_DIR (default demo_data), LABEL_STUDIO_PORT (default 8080), BACKEND_PORT (default 9090),
+# DEMO_DETACH.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,6 +12,7 @@ bash scripts/install.sh
 
 DEMO_DIR="${DEMO_DIR:-demo_data}"
 PORT="${LABEL_STUDIO_PORT:-8080}"
+BACKEND_PORT="${BACKEND_PORT:-9090}"
 mkdir -p "$DEMO_DIR"
 say() { echo "[demo] $*"; }
 
@@ -44,6 +47,23 @@ else
     curl -sf "$LABEL_STUDIO_URL/health" >/dev/null || { say "Label Studio did not start"; exit 1; }
 fi
 
+backend_url="http://localhost:$BACKEND_PORT"
+backend_pid_file="$DEMO_DIR/backend.pid"
+if curl -sf "$backend_url/health" >/dev/null 2>&1; then
+    say "the ML backend already answers at $backend_url"
+else
+    say "starting the ML backend at $backend_url"
+    MODEL_DIR="$DEMO_DIR/models" WINDOW_STORE_DIR="$DEMO_DIR/window_stores" \
+        setsid .venv/bin/gunicorn --bind "127.0.0.1:$BACKEND_PORT" --workers 1 --threads 4 'ls_backend.wsgi:app' \
+        > "$DEMO_DIR/backend.log" 2>&1 &
+    echo $! > "$backend_pid_file"
+    for _ in $(seq 1 60); do
+        curl -sf "$backend_url/health" >/dev/null 2>&1 && break
+        sleep 1
+    done
+    curl -sf "$backend_url/health" >/dev/null || { tail -n 30 "$DEMO_DIR/backend.log"; exit 1; }
+fi
+
 recording_dir="$DEMO_DIR/bids"
 if [ ! -d "$recording_dir/sub-demo" ]; then
     say "writing a 10-minute synthetic sEEG recording (patient profile A) to $recording_dir"
@@ -53,12 +73,12 @@ fi
 
 say "importing it: python -m converters.import $recording_dir --patient DEMO"
 .venv/bin/python -m converters.import "$recording_dir" --patient DEMO --max-windows 300 \
-    --store-dir "$DEMO_DIR/window_stores"
+    --store-dir "$DEMO_DIR/window_stores" --backend-url "$backend_url"
 
 say "open $LABEL_STUDIO_URL and log in as $DEMO_USER / $DEMO_PASSWORD (also in $creds)"
 if [ "${DEMO_DETACH:-0}" = "1" ] || [ ! -f "$pid_file" ]; then
     exit 0
 fi
-say "Label Studio keeps running; Ctrl-C stops it"
-trap 'kill -- -"$(cat "$pid_file")" 2>/dev/null; rm -f "$pid_file"' INT TERM
+say "Label Studio and the backend keep running; Ctrl-C stops them"
+trap 'kill -- -"$(cat "$pid_file")" -"$(cat "$backend_pid_file" 2>/dev/null)" 2>/dev/null; rm -f "$pid_file" "$backend_pid_file"' INT TERM
 wait

@@ -27,6 +27,9 @@ class EchoEngine:
     def versions(self, project=None):
         return [{"project": project, "version": "v"}]
 
+    def has_ranking(self, project):
+        return project == "4"
+
 
 @pytest.fixture
 def store_dir(tmp_path):
@@ -56,11 +59,14 @@ def task(task_id, window_id, store="P/rec.h5"):
 
 
 def test_health_and_setup(tmp_path, store_dir):
-    client, _ = make_client(tmp_path, store_dir)
+    client, queue = make_client(tmp_path, store_dir)
     assert client.get("/health").json["status"] == "UP"
     assert client.post("/setup", json={"project": "4.1700000000", "schema": "<View/>"}).json == {
         "model_version": "v-4"
     }
+    assert queue.pending() == []  # project 4 has its ranking
+    client.post("/setup", json={"project": "5.1700000000"})
+    assert queue.pending() == ["5"]  # a new project: its cold-start ranking is queued
 
 
 def test_predict_reads_the_store_and_isolates_bad_tasks(tmp_path, store_dir):

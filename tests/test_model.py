@@ -13,7 +13,7 @@ from ls_backend.model.estimator import NotFittedError
 from ls_backend.model.losses import balanced_indices, soft_focal_loss
 from ls_backend.model.metrics import auprc, best_threshold, evaluate, event_metrics, f1_at
 from ls_backend.model.regions import extract_regions
-from ls_backend.model.resnet1d import count_parameters, fuse_batchnorm, smooth_max
+from ls_backend.model.resnet1d import count_parameters, fuse_batchnorm, receptive_field, smooth_max
 
 TINY = dict(width=8, depth=2, kernel_size=5, epochs=2, batch_size=8, seed=0)
 
@@ -46,8 +46,10 @@ def test_resnet_shapes_and_flops():
     assert flops_per_window(256, 64, 8, 7) == 2 * weights * 256 + head - 256 * 2 + 0 * count_parameters(big)
     with pytest.raises(ValueError, match="odd"):
         ResNet1d(kernel_size=4)
-    with pytest.raises(ValueError, match="one per block"):
-        ResNet1d(depth=2, dilation=(1, 2, 4))
+    assert [b.conv1.dilation[0] for b in ResNet1d(depth=6, dilation=(1, 2, 4, 8)).blocks] == [1, 2, 4, 8, 1, 2]
+    assert receptive_field(4, 7, (1, 2, 4, 8)) == 7 + 2 * 6 * 15 and receptive_field(2, 5) == 5 + 2 * 2 * 4
+    with pytest.raises(ValueError, match="positive"):
+        ResNet1d(depth=2, dilation=(1, 0))
 
 
 def test_fused_batchnorm_same_function():

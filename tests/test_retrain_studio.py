@@ -6,6 +6,7 @@ import json
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 
 import converters.cli as cli
@@ -60,3 +61,22 @@ def test_labels_train_a_model_and_the_ranking_reaches_the_labeling_stream(
                          headers={"Authorization": f"Token {label_studio.token}"})
     assert response.status_code == 200, response.text
     assert response.json()["data"]["window_id"] == first_window  # the labeling stream serves our first pick
+
+
+@pytest.mark.slow
+def test_before_any_label_the_cold_start_ranking_serves_likely_spikes_first(
+    label_studio, studio_client, imported, tmp_path
+):
+    root, project = imported
+    settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
+                        model_dir=tmp_path / "models", window_store_dir=root / "stores")
+    result = retrain_project(SpikeEngine(settings), str(project.id), client=studio_client)
+    assert result.version == COLD_START_VERSION and not result.promoted
+    ranking = json.loads((tmp_path / "models" / str(project.id) / "ranking.json").read_text())["windows"]
+    tasks = {t.data["window_id"]: t for t in studio_client.tasks.list(project=project.id, fields="all")}
+    assert len(ranking) == len(tasks)
+    first_ten = sorted(ranking, key=lambda w: ranking[w][0])[:10]
+    share = np.mean([truth_of(tasks[w]) == "Spike" for w in first_ten])
+    prevalence = np.mean([truth_of(t) == "Spike" for t in tasks.values()])
+    assert share >= prevalence  # the detector's picks are at least as rich in spikes as the recording
+    assert studio_client.projects.get(project.id).model_version == COLD_START_VERSION

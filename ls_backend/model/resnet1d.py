@@ -19,13 +19,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def _dilations(dilation: int | Sequence[int], depth: int) -> list[int]:
-    if isinstance(dilation, int):
-        return [dilation] * depth
-    dilations = [int(d) for d in dilation]
-    if len(dilations) != depth:
-        raise ValueError(f"dilation must be an int or {depth} ints (one per block), got {dilations}")
-    return dilations
+def block_dilations(dilation: int | Sequence[int], depth: int) -> list[int]:
+    """Dilation of each block: one int for all, or a sequence cycled over the blocks ((1, 2, 4, 8) with depth 6
+    gives 1, 2, 4, 8, 1, 2)."""
+    cycle = [dilation] if isinstance(dilation, int) else [int(d) for d in dilation]
+    if not cycle or min(cycle) < 1:
+        raise ValueError(f"dilation must be a positive int or a non-empty sequence of them, got {dilation!r}")
+    return [cycle[i % len(cycle)] for i in range(depth)]
 
 
 class ResidualBlock(nn.Module):
@@ -51,7 +51,8 @@ class ResNet1d(nn.Module):
     """1-D ResNet for single-channel windows ``[B, 1, n_times]`` -> dense logits ``[B, n_outputs, n_times]``.
 
     Parameters: ``width`` feature channels, ``depth`` residual blocks, ``kernel_size`` (odd), ``dilation`` (one
-    int for every block or one per block), ``dropout`` inside blocks (also used for MC dropout).
+    int for every block or a sequence cycled over the blocks, see :func:`block_dilations`), ``dropout`` inside
+    blocks (also used for MC dropout).
     """
 
     def __init__(
@@ -77,7 +78,7 @@ class ResNet1d(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.blocks = nn.ModuleList(
-            ResidualBlock(width, kernel_size, d, dropout) for d in _dilations(dilation, depth)
+            ResidualBlock(width, kernel_size, d, dropout) for d in block_dilations(dilation, depth)
         )
         self.head_drop = nn.Dropout(dropout)
         self.head = nn.Conv1d(width, n_outputs, 1)
@@ -106,6 +107,11 @@ def smooth_max(logits: torch.Tensor, sharpness: float, dim: int = -1) -> torch.T
     sharpness grows), with a gradient to every element; independent of the length for a constant input."""
     n = logits.shape[dim]
     return (torch.logsumexp(sharpness * logits, dim=dim) - torch.log(torch.tensor(float(n)))) / sharpness
+
+
+def receptive_field(depth: int, kernel_size: int, dilation: int | Sequence[int] = 1) -> int:
+    """Samples of input that one output sample sees (stem + two convolutions per block)."""
+    return kernel_size + sum(2 * d * (kernel_size - 1) for d in block_dilations(dilation, depth))
 
 
 def flops_per_window(
