@@ -106,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("Label Studio")
     group.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), help="server URL (env LABEL_STUDIO_URL)")
     group.add_argument("--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"), help="(env LABEL_STUDIO_API_KEY)")
-    group.add_argument("--backend-url", help="connect this ML backend to the project")
+    group.add_argument(
+        "--backend-url",
+        help="connect this ML backend to the project (a backend with basic auth: set BASIC_AUTH_USER and "
+        "BASIC_AUTH_PASS; WEBHOOK_SECRET is set as the project webhook's X-Webhook-Secret header)",
+    )
     group.add_argument("--batch-size", type=int, default=200, help="tasks per import request (default %(default)s)")
     group.add_argument("--dry-run", action="store_true", help="convert and build tasks, talk to no server")
     group.add_argument("--out", type=Path, help="also write the tasks as a JSON file (and the config as .xml)")
@@ -184,7 +188,14 @@ def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], 
     try:
         created_ids = studio.import_tasks(client, project.id, new_tasks, batch_size=args.batch_size, total=total)
         if args.backend_url:
-            studio.connect_ml_backend(client, project.id, args.backend_url)
+            user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
+            studio.connect_ml_backend(
+                client,
+                project.id,
+                args.backend_url,
+                basic_auth=(user, password) if user and password else None,
+                webhook_secret=os.environ.get("WEBHOOK_SECRET") or None,
+            )
     except Exception:
         if created:
             studio.delete_project(client, project.id)

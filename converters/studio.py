@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "http://localhost:8080"
 WINDOW_ID_KEY = "window_id"
 STORE_KEY = "store"
+WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"  # what the ML backend accepts on /webhook (see ls_backend.config)
 META_KEYS = (WINDOW_ID_KEY, STORE_KEY)  # copied from each task's data into its meta: readable without the data
 #: Project ordering for active learning: unlabeled tasks with the lowest prediction score first.
 SAMPLING = "Uncertainty sampling"
@@ -409,25 +410,54 @@ def _roll_back(client: LabelStudio, project_id: int, task_ids: list[int]) -> str
     return f"the {len(task_ids)} tasks of the earlier batches were deleted"
 
 
-def connect_ml_backend(client: LabelStudio, project_id: int, url: str, title: str = "Spike detector") -> None:
-    """Attach the ML backend at ``url`` to the project (reusing one already attached with that URL)."""
+def connect_ml_backend(
+    client: LabelStudio,
+    project_id: int,
+    url: str,
+    title: str = "Spike detector",
+    basic_auth: tuple[str, str] | None = None,
+    webhook_secret: str | None = None,
+) -> None:
+    """Attach the ML backend at ``url`` to the project (reusing one already attached with that URL).
+
+    ``basic_auth`` (user, password) is what the server sends to a backend that requires it. Label Studio's
+    automatic webhook to ``<url>/webhook`` carries no credentials, so with ``webhook_secret`` it is given the
+    header ``X-Webhook-Secret`` that the backend accepts on /webhook.
+    """
     url = url.rstrip("/")
     with _api(client, f"listing the ML backends of project {project_id}"):
         backends = list(client.ml.list(project=project_id))
-    for backend in backends:
-        if (backend.url or "").rstrip("/") == url:
-            logger.info("ML backend %s already connected to project %s (id %s)", url, project_id, backend.id)
-            return
-    try:
-        backend = client.ml.create(project=project_id, url=url, title=title, request_options=_NO_RETRY)
-    except (ApiError, httpx.HTTPError) as exc:
-        raise StudioError(
-            f"Label Studio at {_base_url(client)} could not add the ML backend {url} to project {project_id}: "
-            f"{_server_message(exc)}. The URL must be reachable from the Label Studio server (in docker compose: "
-            "the service name, not localhost), and a backend on localhost or a private network needs "
-            "ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false in the server's environment"
-        ) from exc
-    logger.info("Connected ML backend %s to project %s (id %s)", url, project_id, backend.id)
+    if any((backend.url or "").rstrip("/") == url for backend in backends):
+        logger.info("ML backend %s already connected to project %s", url, project_id)
+    else:
+        auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        try:
+            backend = client.ml.create(
+                project=project_id, url=url, title=title, request_options=_NO_RETRY, **(auth if basic_auth else {})
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            raise StudioError(
+                f"Label Studio at {_base_url(client)} could not add the ML backend {url} to project {project_id}: "
+                f"{_server_message(exc)}. The URL must be reachable from the Label Studio server (in docker "
+                "compose: the service name, not localhost), a backend on localhost or a private network needs "
+                "ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false in the server's environment, and a "
+                "backend with basic auth needs BASIC_AUTH_USER and BASIC_AUTH_PASS here too"
+            ) from exc
+        logger.info("Connected ML backend %s to project %s (id %s)", url, project_id, backend.id)
+    if webhook_secret:
+        _set_webhook_secret(client, project_id, f"{url}/webhook", webhook_secret)
+
+
+def _set_webhook_secret(client: LabelStudio, project_id: int, hook_url: str, secret: str) -> None:
+    headers = {WEBHOOK_SECRET_HEADER: secret}
+    with _api(client, f"setting the webhook header of project {project_id}"):
+        hooks = [h for h in client.webhooks.list(project=str(project_id)) if (h.url or "").rstrip("/") == hook_url]
+        for hook in hooks:
+            client.webhooks.update(id=hook.id, headers=headers)
+        if not hooks:
+            client.webhooks.create(
+                project=project_id, url=hook_url, headers=headers, send_payload=True, send_for_all_actions=True
+            )
 
 
 def delete_project(client: LabelStudio, project_id: int) -> None:

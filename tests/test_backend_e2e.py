@@ -1,4 +1,5 @@
-"""The clinician's loop end to end: Label Studio + the backend under gunicorn, webhooks, background retraining."""
+"""The clinician's loop end to end: Label Studio + the backend under gunicorn (basic auth and a webhook secret, as
+deployed), webhooks, background retraining."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids
 
 WAIT_SECONDS = 600  # how long to wait for background work before calling it lost (not a speed target)
+AUTH = {"BASIC_AUTH_USER": "backend", "BASIC_AUTH_PASS": "backend-test-pass", "WEBHOOK_SECRET": "hook-test-secret"}
+CREDENTIALS = (AUTH["BASIC_AUTH_USER"], AUTH["BASIC_AUTH_PASS"])
 
 
 def free_port() -> int:
@@ -36,7 +39,7 @@ def backend(label_studio, tmp_path):
         "MODEL_DIR": str(tmp_path / "models"),
         "WINDOW_STORE_DIR": str(tmp_path / "stores"),
         "RETRAIN_DEBOUNCE_SECONDS": "1",
-    }
+    } | AUTH
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(tmp_path / "backend.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
@@ -45,7 +48,7 @@ def backend(label_studio, tmp_path):
     try:
         for _ in range(120):
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1, auth=CREDENTIALS).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
@@ -67,8 +70,11 @@ def wait_for(condition, what: str, log: Path):
 
 
 @pytest.mark.slow
-def test_annotations_trigger_retraining_and_a_new_ranking(label_studio, studio_client, backend):
+def test_annotations_trigger_retraining_and_a_new_ranking(label_studio, studio_client, backend, monkeypatch):
     url, root = backend
+    assert httpx.get(f"{url}/health").status_code == 401
+    for name, value in AUTH.items():  # the importer connects the backend with the same settings
+        monkeypatch.setenv(name, value)
     source = write_bids(root / "bids", "p04", PATIENTS["C"], 60)
     title = f"Spikes e2e {uuid.uuid4().hex[:6]}"
     args = [str(source), "--patient", "P04", "--project", title, "--url", label_studio.url, "--api-key",
@@ -91,7 +97,7 @@ def test_annotations_trigger_retraining_and_a_new_ranking(label_studio, studio_c
     response = httpx.get(f"{label_studio.url}/api/projects/{project.id}/next",
                          headers={"Authorization": f"Token {label_studio.token}"})
     assert response.json()["data"]["window_id"] == first
-    metrics = httpx.get(f"{url}/metrics").text
+    metrics = httpx.get(f"{url}/metrics", auth=CREDENTIALS).text
     assert "spike_backend_retrain_requests" in metrics
     done = int(next(line.split()[1] for line in metrics.splitlines() if line.startswith("spike_backend_retrain_done")))
     assert 1 <= done <= 4  # the cold-start ranking, then ten webhooks coalesced into one or two trainings
