@@ -9,11 +9,11 @@ from sklearn.metrics import roc_auc_score
 
 from converters.windowset import synthetic_windowset
 from ls_backend.model import ResNet1d, SpikeDetector, flops_per_window
-from ls_backend.model.estimator import NotFittedError
+from ls_backend.model.estimator import NotFittedError, inference_batch_size
 from ls_backend.model.losses import balanced_indices, soft_focal_loss
 from ls_backend.model.metrics import auprc, best_threshold, evaluate, event_metrics, f1_at
 from ls_backend.model.regions import extract_regions
-from ls_backend.model.resnet1d import count_parameters, fuse_batchnorm, receptive_field, smooth_max
+from ls_backend.model.resnet1d import conv1d_same, count_parameters, fuse_batchnorm, receptive_field, smooth_max
 
 TINY = dict(width=8, depth=2, kernel_size=5, epochs=2, batch_size=8, seed=0)
 
@@ -118,9 +118,14 @@ def test_absent_channels_are_ignored():
     SpikeDetector(**TINY).fit(padded, y)
 
 
+def test_inference_batch_size():
+    assert inference_batch_size(16, 256) == 64 and inference_batch_size(64, 256) == 16
+    assert inference_batch_size(1, 64) == 256 and inference_batch_size(512, 4096) == 16
+
+
 def test_batches_larger_than_inference_batch_agree():
     """Dense maxima reduced across inference batches (windows split between batches) equal one-by-one results."""
-    X, y = _toy(n=60, n_chans=11)  # 660 channel-windows: several batches of 256, windows split between them
+    X, y = _toy(n=60, n_chans=11)  # 660 channel-windows: several batches, windows split between them
     det = SpikeDetector(**TINY).fit(X[:12], y[:12])
     dense, chan = det.predict_dense(X)
     for i in (0, 23, 46, 59):
@@ -282,3 +287,11 @@ def test_extract_regions():
     assert r.start_seconds == pytest.approx(10 + 50 / 256) and r.end_seconds == pytest.approx(10 + 70 / 256)
     assert r.score == pytest.approx(0.9)
     assert extract_regions(np.zeros(10), 256.0) == []
+
+
+@pytest.mark.parametrize("n_times", [64, 61])
+@pytest.mark.parametrize("dilation", [1, 2, 3, 8])
+def test_space_to_batch_equals_dilated_convolution(n_times, dilation):
+    conv = torch.nn.Conv1d(4, 5, 7, padding=3 * dilation, dilation=dilation)
+    x = torch.randn(3, 4, n_times)
+    torch.testing.assert_close(conv1d_same(x, conv), conv(x), rtol=1e-5, atol=1e-5)

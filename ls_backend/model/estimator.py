@@ -38,6 +38,15 @@ from .resnet1d import ResNet1d, count_parameters, flops_per_window, fuse_batchno
 logger = logging.getLogger(__name__)
 
 MAX_INFERENCE_BATCH = 256  # channel-windows per forward pass: larger batches page-fault (PERFORMANCE.md)
+ACTIVATION_BUDGET_BYTES = 1 << 20  # one layer's activations per forward pass: about one core's L2 cache
+
+
+def inference_batch_size(width: int, n_times: int) -> int:
+    """Channel-windows per forward pass: a power of two keeping one activation ``[batch, width, n_times]`` float32
+    within ``ACTIVATION_BUDGET_BYTES`` (16 to ``MAX_INFERENCE_BATCH``). ``benchmarks/bench_model.py`` measured
+    the 16-wide default at 46 % of the matmul rate with batch 64 against 25 % with batch 256 (1 thread)."""
+    fit = ACTIVATION_BUDGET_BYTES // max(1, width * n_times * 4)
+    return int(min(MAX_INFERENCE_BATCH, max(16, 1 << max(0, int(fit).bit_length() - 1))))
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
 
 
@@ -432,11 +441,12 @@ class SpikeDetector:
         dense_logit = np.full((n, T), _NEG, np.float32) if want_dense else None
         embeddings = np.zeros((N, module.embedding_dim), np.float32) if want_embedding else None
         seq_logit = np.empty(N, np.float32)
-        buffer = torch.empty((min(MAX_INFERENCE_BATCH, max(N, 1)), 1, T))
+        batch = inference_batch_size(module.width, T)
+        buffer = torch.empty((min(batch, max(N, 1)), 1, T))
         try:
             with torch.inference_mode(), _num_threads(self.n_threads), self._autocast():
-                for first in range(0, N, MAX_INFERENCE_BATCH):
-                    w, c = win_idx[first : first + MAX_INFERENCE_BATCH], chan_idx[first : first + MAX_INFERENCE_BATCH]
+                for first in range(0, N, batch):
+                    w, c = win_idx[first : first + batch], chan_idx[first : first + batch]
                     xb = buffer[: len(w)]
                     xb[:, 0].copy_(torch.from_numpy(X[w, c]))
                     features, emb = module.forward_features(xb)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from .regions import runs_above
+from .regions import extract_regions, runs_above
 
 
 def _binary(y_true: np.ndarray) -> np.ndarray:
@@ -46,13 +46,19 @@ def best_threshold(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]
 
 
 def event_metrics(
-    dense_proba: np.ndarray, dense_true: np.ndarray, sfreq: float, threshold: float = 0.5
+    dense_proba: np.ndarray,
+    dense_true: np.ndarray,
+    sfreq: float,
+    threshold: float = 0.5,
+    min_duration_seconds: float = 0.02,
+    merge_gap_seconds: float = 0.05,
 ) -> dict[str, float]:
     """Event-level sensitivity and false positives per hour from dense probabilities ``[n_windows, n_times]``.
 
-    Events are the runs of ``dense_true >= 0.5`` and detections the runs of ``dense_proba >= threshold``, window
-    by window (an event cut by a window border counts in each window; contiguous windows could be joined first).
-    A true event is detected when a detection overlaps it; a detection overlapping no event is a false positive.
+    Events are the runs of ``dense_true >= 0.5``; detections are the regions a pre-annotation would show
+    (:func:`extract_regions`: runs of ``dense_proba >= threshold``, merged across short gaps, short ones dropped),
+    window by window (an event cut by a window border counts in each window). A true event is detected when a
+    detection overlaps it; a detection overlapping no event is a false positive.
     """
     dense_proba = np.atleast_2d(np.asarray(dense_proba))
     dense_true = np.atleast_2d(np.asarray(dense_true))
@@ -61,7 +67,9 @@ def event_metrics(
     n_events = n_detected = n_detections = n_false = 0
     for proba, true in zip(dense_proba, dense_true):
         events = runs_above(true, 0.5)
-        detections = runs_above(proba, threshold)
+        regions = extract_regions(proba, sfreq, threshold, min_duration_seconds, merge_gap_seconds)
+        detections = np.array([[round(r.start_seconds * sfreq), round(r.end_seconds * sfreq)] for r in regions],
+                              np.int64).reshape(-1, 2)
         n_events += len(events)
         n_detections += len(detections)
         if len(events) == 0:

@@ -28,6 +28,25 @@ def block_dilations(dilation: int | Sequence[int], depth: int) -> list[int]:
     return [cycle[i % len(cycle)] for i in range(depth)]
 
 
+def conv1d_same(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv(x)`` for a 'same'-padded, stride-1 convolution, computing a dilated one as an undilated convolution
+    on the ``dilation`` interleaved phases of the signal (space-to-batch): the same numbers, and several times
+    faster on CPU, where PyTorch's dilated 1-D convolutions are slow."""
+    d = conv.dilation[0]
+    if d == 1:
+        return conv(x)
+    B, C, T = x.shape
+    pad = (-T) % d  # zeros past the end are what the dilated convolution's padding sees anyway
+    if pad:
+        x = nn.functional.pad(x, (0, pad))
+    n = x.shape[-1] // d
+    phases = x.reshape(B, C, n, d).permute(0, 3, 1, 2).reshape(B * d, C, n)
+    k = conv.kernel_size[0]
+    out = nn.functional.conv1d(phases, conv.weight, conv.bias, padding=(k - 1) // 2)
+    out = out.reshape(B, d, -1, n).permute(0, 2, 3, 1).reshape(B, -1, n * d)
+    return out[..., :T] if pad else out
+
+
 class ResidualBlock(nn.Module):
     """conv-BN-ReLU-dropout-conv-BN plus the identity, then ReLU ('same' padding, time resolution kept)."""
 
@@ -42,8 +61,8 @@ class ResidualBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(self.drop(out)))
+        out = self.act(self.bn1(conv1d_same(x, self.conv1)))
+        out = self.bn2(conv1d_same(self.drop(out), self.conv2))
         return self.act(out + x)
 
 
