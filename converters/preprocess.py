@@ -10,6 +10,7 @@ numerically fragile, at 256 Hz it is neither.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -160,7 +161,10 @@ def decimate_span(
             axis=1,
         )
     n_chans, n_frames = x.shape[0], x.shape[1] // q
-    z = (x.reshape(n_chans * n_frames, q) @ np.ascontiguousarray(taps.T)).reshape(n_chans, n_frames, -1)
+    taps_t = np.ascontiguousarray(taps.T)
+    z = np.empty((n_chans, n_frames, n_taps_per_phase), np.float32)
+    for c in range(n_chans):  # row by row: a reader's rows are contiguous even when the array is not (no copy)
+        np.matmul(x[c, : n_frames * q].reshape(n_frames, q), taps_t, out=z[c])
     n_out = stop_out - start_out
     out = z[:, 0:n_out, 0].copy()
     for k in range(1, n_taps_per_phase):
@@ -279,10 +283,12 @@ def _decimated_chunks(
 ) -> Iterator[np.ndarray]:
     """The recording decimated by ``rs.q`` and montaged, in consecutive blocks, computed on two threads."""
     nan_counts = np.zeros(len(plan.picks), np.int64)
-    lock = threading.Lock()  # readers keep buffers and file positions: one read at a time
+    lock = threading.Lock()
+    read_lock = contextlib.nullcontext() if recording.thread_safe else lock  # most readers keep buffers: one at a time
 
     def read(start: int, stop: int) -> np.ndarray:
-        with lock:
+        with read_lock:
+            recording.prefetch(stop, stop + (stop - start))  # the disk fetches the next chunk meanwhile
             data = recording.read(start, stop, plan.picks)
         if not np.isfinite(data.sum(axis=1)).all():
             bad = ~np.isfinite(data)

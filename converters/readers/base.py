@@ -74,6 +74,12 @@ class Recording(ABC):
     @abstractmethod
     def _read(self, start: int, stop: int, picks: list[int]) -> np.ndarray: ...
 
+    #: whether ``read`` may be called from several threads at once (else callers serialise reads)
+    thread_safe: bool = field(default=False, init=False, repr=False)
+
+    def prefetch(self, start: int, stop: int) -> None:  # noqa: B027 - optional hook
+        """Hint that samples ``start:stop`` will be read soon (readers on plain files start the disk early)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles (readers that keep one open override this)."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -292,13 +293,14 @@ def _scaling(path: Path, signals: list[EdfSignal]) -> tuple[np.ndarray, np.ndarr
 
 
 class EdfRecording(Recording):
-    """A continuous EDF/BDF file read record-aligned with ``pread`` into a reused buffer.
+    """A continuous EDF/BDF file read record-aligned with ``pread`` into a reused buffer (one per thread).
 
     Not a memory map: mapped pages of a multi-hour file would count in the process's RSS as it is read.
     """
 
     _fd: int | None
-    _buffer: np.ndarray
+    _dtype: np.dtype
+    _local: threading.local  # one reusable buffer per thread: reads may run concurrently
     _width: int
     _header: EdfHeader
     _spr: int
@@ -333,7 +335,8 @@ class EdfRecording(Recording):
             annotations=keep_annotations_inside(path, annotations, n_times / sfreq),
         )
         rec._fd, rec._header, rec._spr, rec._width = os.open(path, os.O_RDONLY), header, spr, width
-        rec._buffer = np.empty(0, dtype)
+        rec._dtype, rec._local = dtype, threading.local()
+        rec.thread_safe = True
         rec._offsets = starts[picks].astype(np.int64)
         rec._gain, rec._offset = gain.astype(np.float32), offset.astype(np.float32)
         return rec
@@ -366,17 +369,27 @@ class EdfRecording(Recording):
         if self._fd is None:
             raise RecordingError(f"{self.path}: the recording is closed")
         count = (last - first) * self._width
-        if self._buffer.size < count:
-            self._buffer = np.empty(count, self._buffer.dtype)
-        view = memoryview(self._buffer[:count]).cast("B")
-        offset = self._header.header_bytes + first * self._width * self._buffer.itemsize
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.size < count:
+            buffer = self._local.buffer = np.empty(count, self._dtype)
+        view = memoryview(buffer[:count]).cast("B")
+        offset = self._header.header_bytes + first * self._width * self._dtype.itemsize
         done = 0
         while done < len(view):
             n_read = os.preadv(self._fd, [view[done:]], offset + done)
             if n_read == 0:
                 raise RecordingError(f"{self.path}: file ended inside data record {first + done // self._width}")
             done += n_read
-        return self._buffer[:count].reshape(last - first, self._width)
+        return buffer[:count].reshape(last - first, self._width)
+
+    def prefetch(self, start: int, stop: int) -> None:
+        if self._fd is None or stop <= start:
+            return
+        n = self._spr
+        first, last = start // n, -(-stop // n)
+        record_bytes = self._width * self._dtype.itemsize
+        offset = self._header.header_bytes + first * record_bytes
+        os.posix_fadvise(self._fd, offset, (last - first) * record_bytes, os.POSIX_FADV_WILLNEED)
 
     def close(self) -> None:
         if self._fd is not None:
