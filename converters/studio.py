@@ -430,11 +430,11 @@ def connect_ml_backend(
     if any((backend.url or "").rstrip("/") == url for backend in backends):
         logger.info("ML backend %s already connected to project %s", url, project_id)
     else:
-        auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        auth = {}
+        if basic_auth:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
         try:
-            backend = client.ml.create(
-                project=project_id, url=url, title=title, request_options=_NO_RETRY, **(auth if basic_auth else {})
-            )
+            backend = client.ml.create(project=project_id, url=url, title=title, request_options=_NO_RETRY, **auth)
         except (ApiError, httpx.HTTPError) as exc:
             raise StudioError(
                 f"Label Studio at {_base_url(client)} could not add the ML backend {url} to project {project_id}: "
