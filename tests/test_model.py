@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import TINY, toy_windows
 from sklearn.metrics import roc_auc_score
 
 from converters.windowset import synthetic_windowset
@@ -15,18 +16,7 @@ from ls_backend.model.metrics import auprc, best_threshold, evaluate, event_metr
 from ls_backend.model.regions import extract_regions
 from ls_backend.model.resnet1d import conv1d_same, count_parameters, fuse_batchnorm, receptive_field, smooth_max
 
-TINY = dict(width=8, depth=2, kernel_size=5, epochs=2, batch_size=8, seed=0)
-
-
-def _toy(n: int = 24, n_chans: int = 5, n_times: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise windows; positives carry one sharp transient on one random channel."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, n_chans, n_times)).astype(np.float32)
-    y = (np.arange(n) % 3 == 0).astype(np.float32)
-    for i in np.flatnonzero(y):
-        c, t = rng.integers(n_chans), rng.integers(10, n_times - 10)
-        X[i, c, t - 3 : t + 3] += 8 * np.hanning(6)
-    return X, y
+_toy = toy_windows
 
 
 # ---------------------------------------------------------------------------------------------- network

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from model_helpers import TINY, toy_windows
 
 from ls_backend.model import CheckpointError, SpikeDetector, load_checkpoint, save_checkpoint
 from ls_backend.model.checkpoints import latest_valid_checkpoint
@@ -21,17 +22,7 @@ from ls_backend.model.training import (
     warm_start,
 )
 
-TINY = dict(width=8, depth=2, kernel_size=5, epochs=2, batch_size=8, seed=0)
-
-
-def _toy(n: int = 24, n_chans: int = 5, n_times: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, n_chans, n_times)).astype(np.float32)
-    y = (np.arange(n) % 3 == 0).astype(np.float32)
-    for i in np.flatnonzero(y):
-        c, t = rng.integers(n_chans), rng.integers(10, n_times - 10)
-        X[i, c, t - 3 : t + 3] += 8 * np.hanning(6)
-    return X, y
+_toy = toy_windows
 
 
 # ---------------------------------------------------------------------------------------------- soft labels
