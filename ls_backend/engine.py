@@ -30,6 +30,7 @@ class SpikeEngine:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings.model_dir)
         self.cold_start_detector = TransientDetector()
+        self._rankings: dict[str, tuple[int, dict]] = {}
 
     def model_version(self, project: str) -> str:
         return self.registry.current_version(project) or COLD_START_VERSION
@@ -69,8 +70,14 @@ class SpikeEngine:
         retrain_project(self, project)
 
     def _ranking(self, project: str) -> dict:
+        """``{window_id: [score, cluster]}`` of the last pushed ranking (re-read only when the file changes)."""
+        path = self.registry.project_dir(project) / "ranking.json"
         try:
-            return json.loads((self.registry.project_dir(project) / "ranking.json").read_text())["windows"]
+            stamp = path.stat().st_mtime_ns
+            cached = self._rankings.get(project)
+            if cached is None or cached[0] != stamp:
+                self._rankings[project] = cached = (stamp, json.loads(path.read_text())["windows"])
+            return cached[1]
         except (FileNotFoundError, KeyError, json.JSONDecodeError):
             return {}
 

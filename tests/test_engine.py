@@ -1,6 +1,7 @@
 """/predict through the real engine: cold start from the transient detector, then a promoted model's regions."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -77,3 +78,18 @@ def test_a_promoted_model_pre_annotates_regions_inside_the_task(patient, tmp_pat
     np.testing.assert_array_equal(predicted, proba >= detector.threshold)  # the served model's own answer
     np.testing.assert_allclose([r["score"] for r in results], np.abs(2 * proba - 1), atol=1e-6)
     assert ModelRegistry(tmp_path / "models").current_version(9) == version
+
+
+def test_scores_come_from_the_last_pushed_ranking(patient, tmp_path):
+    root, tasks = patient
+    client, engine = client_for(root, tmp_path)
+    ranking_path = engine.registry.project_dir(9) / "ranking.json"
+    ranking_path.parent.mkdir(parents=True)
+    first = tasks[3]["data"]["window_id"]
+    ranking_path.write_text(json.dumps({"version": "cold-start", "windows": {first: [0.0, 4]}}))
+    results = predict(client, tasks)
+    assert results[3]["score"] == 0.0 and results[3]["cluster"] == 4
+    assert "cluster" not in results[0]  # a window the ranking does not know: the detector's score
+    ranking_path.write_text(json.dumps({"version": "cold-start", "windows": {first: [0.7, 1]}}))
+    os.utime(ranking_path, ns=(1, 10**18))  # a new ranking file is picked up
+    assert predict(client, tasks)[3]["cluster"] == 1
