@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError_, RecordingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # studio errors and the like: one line, no traceback
-        if type(err).__name__ != "StudioError":
+    except Exception as err:  # a StudioError: one line, no traceback (studio is imported only with a server)
+        studio = sys.modules.get("converters.studio")
+        if studio is None or not isinstance(err, studio.StudioError):
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
