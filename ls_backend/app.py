@@ -157,10 +157,16 @@ def _json_body() -> dict:
 
 
 def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
-    """Settings from the environment, the retraining queue started, the app built (gunicorn's entry)."""
+    """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry)."""
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = engine_factory(settings)
-    queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds)
-    queue.start()
+    dispatch = None
+    if settings.redis_url:  # retrainings run in `python -m ls_backend.worker` processes
+        from .worker import RQDispatcher
+
+        dispatch = RQDispatcher(settings.redis_url)
+    queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds, dispatch=dispatch)
+    if dispatch is None:
+        queue.start()
     return create_app(settings, engine, queue)

@@ -5,6 +5,9 @@ was acknowledged). A worker thread runs the job once the burst has been quiet fo
 that arrive while a job runs bump the marker's generation, so another run follows and the last annotation of a
 burst is always included. A file lock per project keeps two processes (gunicorn workers) from training the same
 project at once. A job that raises keeps its marker and is retried after ``retry_seconds``.
+
+With ``dispatch`` (see :mod:`ls_backend.worker`), each request also hands the project to an external queue (RQ), whose
+workers call :meth:`RetrainQueue.run_when_due`: the markers stay the record of what was acknowledged.
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ class RetrainQueue:
         debounce_seconds: float = 5.0,
         retry_seconds: float = 60.0,
         poll_seconds: float = 0.5,
+        dispatch: Callable[[str], None] | None = None,
     ):
         self.model_dir = Path(model_dir)
         self.job = job
         self.debounce_seconds = debounce_seconds
         self.retry_seconds = retry_seconds
         self.poll_seconds = poll_seconds
+        self.dispatch = dispatch
         self.counts: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +81,8 @@ class RetrainQueue:
             marker["reasons"][reason] = marker["reasons"].get(reason, 0) + 1
             write_json_atomic(self._marker_path(key), marker)
         self.counts["requested"] += 1
+        if self.dispatch is not None:
+            self.dispatch(key)
 
     def pending(self) -> list[str]:
         """Projects with a retraining queued (including ones left by a crash)."""
@@ -90,9 +97,23 @@ class RetrainQueue:
             marker = self._read_marker(key)
             if marker is None or marker.get("not_before", 0) > (time.time() if now is None else now):
                 continue
-            if self._run_one(key, marker["generation"]):
+            if self._run_one(key, marker["generation"]) != "busy":
                 ran.append(key)
         return ran
+
+    def run_when_due(self, project: object, before_run: Callable[[], None] = lambda: None) -> str:
+        """Wait for the project's burst to be quiet and for any run in progress, then run it (an external worker's
+        job). ``before_run`` is called just before the job starts. Returns "done", "failed" or "idle" (nothing
+        queued, e.g. a run in progress already included this request)."""
+        key = project_key(project)
+        while (marker := self._read_marker(key)) is not None and marker.get("not_before", 0) > time.time():
+            time.sleep(min(marker["not_before"] - time.time(), self.poll_seconds))
+        with self._locked(key, "run"):
+            marker = self._read_marker(key)
+            if marker is None:
+                return "idle"
+            before_run()
+            return self._run_locked(key, marker["generation"])
 
     def start(self) -> None:
         """Start the background worker thread (idempotent)."""
@@ -114,22 +135,25 @@ class RetrainQueue:
             except Exception:  # never let the worker die; the marker stays for the next round
                 logger.exception("retraining worker round failed")
 
-    def _run_one(self, key: str, generation: int) -> bool:
+    def _run_one(self, key: str, generation: int) -> str:
         try:
             with self._locked(key, "run", blocking=False):
-                logger.info("retraining project %s (request generation %d)", key, generation)
-                try:
-                    self.job(key)
-                except Exception:
-                    logger.exception("retraining project %s failed; retrying in %.0f s", key, self.retry_seconds)
-                    self.counts["failed"] += 1
-                    self._postpone(key, self.retry_seconds)
-                    return True
-                self.counts["done"] += 1
-                self._clear_if_unchanged(key, generation)
-                return True
+                return self._run_locked(key, generation)
         except BlockingIOError:  # another process is training this project; its next round sees our marker
-            return False
+            return "busy"
+
+    def _run_locked(self, key: str, generation: int) -> str:
+        logger.info("retraining project %s (request generation %d)", key, generation)
+        try:
+            self.job(key)
+        except Exception:
+            logger.exception("retraining project %s failed; retrying in %.0f s", key, self.retry_seconds)
+            self.counts["failed"] += 1
+            self._postpone(key, self.retry_seconds)
+            return "failed"
+        self.counts["done"] += 1
+        self._clear_if_unchanged(key, generation)
+        return "done"
 
     def _clear_if_unchanged(self, key: str, generation: int) -> None:
         with self._locked(key, "marker"):

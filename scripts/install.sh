@@ -3,6 +3,7 @@
 #   .venv      the project: requirements.txt + requirements-test.txt, then `pip install -e . --no-deps`
 #   .venv-ls   the Label Studio server used by the tests and the demo (it pins many packages: own venv)
 #   chromium   Debian's package, driven by Playwright in the browser tests (never `playwright install`)
+#   redis-server  Debian's package, for the tests of the RQ retraining workers
 # Environment: PYTHON (default python3), LABEL_STUDIO_VERSION (default 1.23.2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -83,4 +84,12 @@ if [ -x /usr/bin/chromium ]; then
 else
     apt_install chromium fonts-liberation fonts-dejavu-core
     say "chromium installed"
+fi
+
+# 4. Debian's Redis for the RQ worker tests (the suite starts its own server on a free port).
+if command -v redis-server >/dev/null; then
+    say "redis-server present"
+else
+    apt_install redis-server
+    say "redis-server installed"
 fi

@@ -12,6 +12,7 @@ studio_client   ``label_studio_sdk.LabelStudio`` logged in with the server's tok
 browser         (session) Playwright Chromium (``/usr/bin/chromium``, or env ``CHROMIUM_BIN``).
 studio_page     a fresh page logged in to the server; see :func:`logged_in_page` (also importable:
                 ``from conftest import logged_in_page``) for ``page.console_errors``.
+redis_url       (session) URL of a throwaway ``redis-server`` (Debian's package, or env ``REDIS_SERVER_BIN``).
 
 All tests share the one server: give projects unique titles and delete what you create.
 
@@ -207,6 +208,36 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioSer
         )
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free port, without persistence, for the run."""
+    binary = os.environ.get("REDIS_SERVER_BIN", "redis-server")
+    if shutil.which(binary) is None:
+        pytest.fail(f"redis-server is not installed ({binary}): run scripts/install.sh (apt-get install redis-server)")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=open(folder / "redis.log", "w"),  # noqa: SIM115 - the server owns it until it exits
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _port_is_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start:\n{_log_tail(folder / 'redis.log')}")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+
+
+def _port_is_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

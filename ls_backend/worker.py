@@ -1,0 +1,101 @@
+"""Retraining workers through RQ: ``python -m ls_backend.worker`` (when ``REDIS_URL`` is set).
+
+The web processes still write the retraining marker in ``MODEL_DIR/<project>/`` (what was acknowledged), then enqueue
+one job per project: a Redis key per project keeps a burst of webhooks to one queued job, and is released just before
+the training starts, so a request arriving during a run queues exactly one more. Any number of workers, on any
+machine that mounts the same ``MODEL_DIR`` and window stores, take jobs; the marker's file lock keeps two of them off
+one project. A worker starting up queues every marker it finds, so nothing acknowledged is lost with Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from functools import cache
+
+from redis import Redis
+from rq import Queue, Retry, SimpleWorker
+
+from .config import Settings
+from .jobs import RetrainQueue
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAME = "spike-al-retrain"
+JOB_TIMEOUT_SECONDS = 6 * 3600  # a retraining of a large project on CPU; RQ kills a job past it
+_PENDING_KEY = "spike-al:retrain-queued:{}"
+_PENDING_TTL_SECONDS = 24 * 3600  # a queued flag outlives no lost job by more than this
+
+
+class RQDispatcher:
+    """Enqueue one RQ job per project with a retraining requested (the ``dispatch`` of :class:`RetrainQueue`)."""
+
+    def __init__(self, redis_url: str, retry_seconds: float = 60.0, queue_name: str = QUEUE_NAME):
+        self.redis = Redis.from_url(redis_url)
+        self.queue = Queue(queue_name, connection=self.redis)
+        self.retry = Retry(max=5, interval=max(1, round(retry_seconds)))
+
+    def __call__(self, key: str) -> None:
+        if self.redis.set(_PENDING_KEY.format(key), 1, nx=True, ex=_PENDING_TTL_SECONDS):
+            self.queue.enqueue(
+                run_project,
+                key,
+                job_timeout=JOB_TIMEOUT_SECONDS,
+                retry=self.retry,
+                description=f"retrain project {key}",
+            )
+
+    def release(self, key: str) -> None:
+        """The job is about to train: later requests need a job of their own."""
+        self.redis.delete(_PENDING_KEY.format(key))
+
+
+@cache
+def _worker_state() -> tuple[RetrainQueue, RQDispatcher]:
+    """The engine and queue of this worker process, built once (models stay cached between jobs)."""
+    from .engine import SpikeEngine  # torch and the model: only in workers
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: RQ workers need the Redis the web processes enqueue into")
+    dispatcher = RQDispatcher(settings.redis_url)
+    queue = RetrainQueue(settings.model_dir, SpikeEngine(settings).retrain, settings.retrain_debounce_seconds)
+    return queue, dispatcher
+
+
+def run_project(key: str) -> str:
+    """The RQ job: retrain one project once its burst is quiet; raise on failure so that RQ retries it."""
+    queue, dispatcher = _worker_state()
+    outcome = queue.run_when_due(key, before_run=lambda: dispatcher.release(key))
+    if outcome == "failed":
+        raise RuntimeError(f"retraining project {key} failed; see this worker's log")
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ls_backend.worker",
+        description="Run retraining jobs queued in Redis by the ML backend (settings from the environment: "
+        "REDIS_URL, MODEL_DIR, WINDOW_STORE_DIR, LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY; see README).",
+    )
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if not settings.redis_url:
+            raise ValueError("REDIS_URL is not set: start the worker with the Redis URL the backend uses")
+    except ValueError as err:
+        print(f"python -m ls_backend.worker: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queue, dispatcher = _worker_state()
+    for key in queue.pending():  # acknowledged before a crash or a Redis restart
+        dispatcher(key)
+    worker = SimpleWorker([dispatcher.queue], connection=dispatcher.redis)
+    worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level=settings.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
