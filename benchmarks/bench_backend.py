@@ -46,15 +46,17 @@ def prepare(root: Path) -> list[dict]:
     return [{"id": k + 1, "data": t["data"]} for k, t in enumerate(tasks)]
 
 
-def start_backend(root: Path) -> tuple[subprocess.Popen, str]:
+def start_backend(root: Path, settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free port with MODEL_DIR and WINDOW_STORE_DIR in ``root`` (and ``settings`` on top)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {"MODEL_DIR": str(root / "models"), "WINDOW_STORE_DIR": str(root / "stores"),
-                        "LABEL_STUDIO_URL": "http://127.0.0.1:9", "RETRAIN_DEBOUNCE_SECONDS": "2"}
+                        "LABEL_STUDIO_URL": "http://127.0.0.1:9", "RETRAIN_DEBOUNCE_SECONDS": "2"} | (settings or {})
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    log = open(root / "backend.log", "w")  # noqa: SIM115 - the server writes it until it exits
     proc = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-                             "ls_backend.wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "ls_backend.wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:

@@ -279,19 +279,24 @@ def existing_window_ids(client: LabelStudio, project_id: int, progress: bool = F
     return window_ids
 
 
-def task_index(client: LabelStudio, project_id: int) -> dict[int, dict[str, str]]:
-    """``{task id: {"window_id": ..., "store": ...}}`` of every task imported by :func:`import_tasks`.
+def task_index(client: LabelStudio, project_id: int, after_id: int = 0) -> dict[int, dict[str, str] | None]:
+    """``{task id: {"window_id": ..., "store": ...}}`` of the project's tasks with an id above ``after_id``.
 
-    Reads ids and ``meta`` only (the ML backend maps its ranking onto tasks with it); tasks without both keys
-    in ``meta`` are left out.
+    Reads ids and ``meta`` only (the ML backend maps its ranking onto tasks with it); tasks without both keys in
+    ``meta`` (not imported by :func:`import_tasks`) map to None. With ``after_id`` the server filters by id, so
+    only the new tasks are read.
     """
-    index: dict[int, dict[str, str]] = {}
+    query = None
+    if after_id:
+        item = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(after_id)}
+        query = json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+    index: dict[int, dict[str, str] | None] = {}
     with _api(client, f"listing the tasks of project {project_id}"):
-        for tasks, _ in _task_pages(client, project_id, "id,meta", _ID_PAGE_SIZE):
+        for tasks, _ in _task_pages(client, project_id, "id,meta", _ID_PAGE_SIZE, query):
             for task in tasks:
                 meta = task.meta or {}
-                if all(isinstance(meta.get(key), str) for key in META_KEYS):
-                    index[int(task.id)] = {key: meta[key] for key in META_KEYS}
+                keyed = all(isinstance(meta.get(key), str) for key in META_KEYS)
+                index[int(task.id)] = {key: meta[key] for key in META_KEYS} if keyed else None
     return index
 
 

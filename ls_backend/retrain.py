@@ -9,8 +9,11 @@ and ranking serving, and the next trigger simply runs again.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,15 +30,17 @@ from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
-from .model.training import dense_targets
+from .model.training import dense_targets, fit_with_pseudo_labels
 from .preannotate import pre_annotation
 from .stores import StoreCache
+from .task_index import cached_task_index
 
 logger = logging.getLogger(__name__)
 
 MIN_VALIDATION = 10  # labels needed (with both classes) before a candidate must beat the serving model
 BATCH = 256
 PUSH_BATCH = 500
+PSEUDO_POOL = 1000  # unlabeled windows offered to pseudo-labelling each run (confident ones join, weight 0.3)
 
 
 @dataclass
@@ -46,6 +51,19 @@ class RetrainResult:
     n_labels: int
     metrics: dict = field(default_factory=dict)
     n_ranked: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, written to MODEL_DIR/<project>/last_run.json
+
+
+class Stages(dict):
+    """Seconds spent per stage of a run: ``with stages("training"): ...``."""
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
 def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strategy: str = "mixed") -> RetrainResult:
@@ -56,14 +74,35 @@ def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strat
     """
     settings = engine.settings
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
-    labels = fetch_labels(client, int(project))
-    if not labels:
+    stages = Stages()
+    with stages("labels"):
+        labels = fetch_labels(client, int(project))
+    with stages("task_index"):
+        index = cached_task_index(client, engine.registry.project_dir(project), int(project))
+    if labels:
+        result = _retrain(engine, client, project, labels, index, strategy, stages)
+    else:
         logger.info("project %s: no labels yet: cold-start ranking", project)
-        n_ranked = push_ranking(engine, client, project, COLD_START_VERSION, set(), DetectorScorer(), "cold_start")
-        return RetrainResult(project, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
-    X, y, dense, sfreq = training_set(settings, labels)
+        n_ranked = push_ranking(
+            engine, client, project, COLD_START_VERSION, index, set(), DetectorScorer(), "cold_start", stages
+        )
+        result = RetrainResult(project, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
+    result.seconds = {name: round(value, 3) for name, value in stages.items()}
+    write_json_atomic(engine.registry.project_dir(project) / "last_run.json", {**asdict(result), "at": time.time()})
+    logger.info("project %s: run finished in %.1f s (%s)", project, sum(stages.values()), result.seconds)
+    return result
+
+
+def _retrain(
+    engine: SpikeEngine, client: Any, project: str, labels: list[TaskLabel], index: dict, strategy: str, stages: Stages
+) -> RetrainResult:
+    labeled = {lab.task_id for lab in labels}
+    with stages("read_windows"):
+        X, y, dense, sfreq = training_set(engine.settings, labels)
+        X_free = unlabeled_sample(engine.settings, index, labeled, PSEUDO_POOL)
     current = engine.registry.load(project)
-    candidate, metrics = train_and_validate(X, y, dense, current[0] if current else None, sfreq)
+    with stages("training"):
+        candidate, metrics = train_and_validate(X, y, dense, current[0] if current else None, sfreq, X_free=X_free)
     promoted = current is None or metrics["candidate_auprc"] >= metrics.get("serving_auprc", -1.0)
     if promoted:
         meta = {"labels_used": len(labels), "metrics": metrics, "parent_version": engine.model_version(project)}
@@ -72,16 +111,29 @@ def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strat
         logger.info("project %s: candidate not better than the serving model (%s): kept it", project, metrics)
     detector, _ = engine.registry.load(project)
     version = engine.registry.current_version(project)
-    labeled = {lab.task_id for lab in labels}
-    n_ranked = push_ranking(engine, client, project, version, labeled, ModelScorer(detector), strategy)
+    n_ranked = push_ranking(engine, client, project, version, index, labeled, ModelScorer(detector), strategy, stages)
     return RetrainResult(project, version, promoted, len(labels), metrics, n_ranked)
+
+
+def unlabeled_sample(settings: Settings, index: dict, labeled: set[int], n: int, seed: int = 0) -> np.ndarray | None:
+    """Up to ``n`` unlabeled windows of the project (for pseudo-labels), from one window store per draw."""
+    free = sorted(t for t in index if t not in labeled)
+    if not free or n <= 0:
+        return None
+    chosen = np.random.default_rng(seed).choice(free, min(n, len(free)), replace=False)
+    stores = StoreCache(settings.window_store_dir)
+    return np.stack([stores.windows({"id": int(t), "data": index[int(t)]}) for t in chosen])
 
 
 def training_set(settings: Settings, labels: list[TaskLabel]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Windows, soft targets, dense targets (NaN rows where the time course is unknown) and their rate."""
     stores = StoreCache(settings.window_store_dir)
-    X = np.stack([stores.windows({"id": lab.task_id, "data": {"store": lab.store, "window_id": lab.window_id}})
-                  for lab in labels])
+    X = np.stack(
+        [
+            stores.windows({"id": lab.task_id, "data": {"store": lab.store, "window_id": lab.window_id}})
+            for lab in labels
+        ]
+    )
     y = np.array([lab.target for lab in labels], np.float32)
     sfreq = stores.get(labels[0].store).sfreq
     dense = np.full((len(labels), X.shape[2]), np.nan, np.float32)
@@ -94,9 +146,18 @@ def training_set(settings: Settings, labels: list[TaskLabel]) -> tuple[np.ndarra
 
 
 def train_and_validate(
-    X: np.ndarray, y: np.ndarray, dense: np.ndarray, serving: SpikeDetector | None, sfreq: float, seed: int = 0
+    X: np.ndarray,
+    y: np.ndarray,
+    dense: np.ndarray,
+    serving: SpikeDetector | None,
+    sfreq: float,
+    seed: int = 0,
+    X_free: np.ndarray | None = None,
 ) -> tuple[SpikeDetector, dict]:
-    """Fit a candidate (warm from the serving model) and score both on a held-back slice of the labels."""
+    """Fit a candidate (warm from the serving model) and score both on a held-back slice of the labels.
+
+    With unlabeled windows ``X_free`` and labels of both classes, confident ones join training as pseudo-labels
+    (recomputed every run, never instead of a human label, never in the validation slice)."""
     rng = np.random.default_rng(seed)
     hard = y >= 0.5
     validation = np.zeros(len(y), bool)
@@ -107,8 +168,14 @@ def train_and_validate(
     train = ~validation
     init = serving if serving is not None and serving.n_times_ == X.shape[2] else None
     candidate = SpikeDetector(sfreq=sfreq, seed=seed)
-    candidate.fit(X[train], y[train], dense_targets=dense[train], init_from=init)
     metrics: dict = {"n_train": int(train.sum()), "n_validation": int(validation.sum())}
+    if X_free is not None and hard[train].any() and (~hard[train]).any():
+        candidate, rounds = fit_with_pseudo_labels(
+            candidate, X[train], y[train], X_free, rounds=1, init_from=init, dense_targets=dense[train]
+        )
+        metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
+    else:
+        candidate.fit(X[train], y[train], dense_targets=dense[train], init_from=init)
     if validation.any():
         metrics["candidate_auprc"] = auprc(hard[validation], candidate.predict_proba(X[validation]))
         if serving is not None:
@@ -130,8 +197,18 @@ class ModelScorer:
     def add(self, windows: np.ndarray, onsets: np.ndarray, ch_names: list[str], sfreq: float, task_ids: list) -> None:
         out = self.detector.predict_all(windows)
         for k, task_id in enumerate(task_ids):
-            self.results.append(pre_annotation(out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names,
-                                               float(onsets[k]), sfreq, self.detector.threshold, f"t{task_id}-"))
+            self.results.append(
+                pre_annotation(
+                    out["dense"][k],
+                    out["channel"][k],
+                    float(out["proba"][k]),
+                    ch_names,
+                    float(onsets[k]),
+                    sfreq,
+                    self.detector.threshold,
+                    f"t{task_id}-",
+                )
+            )
         self.proba.append(out["proba"])
         self.embeddings.append(out["embedding"])
 
@@ -162,34 +239,40 @@ def push_ranking(
     client: Any,
     project: str,
     version: str,
+    index: dict[int, dict[str, str]],
     labeled: set[int],
     scorer: ModelScorer | DetectorScorer,
     strategy: str = "mixed",
+    stages: Stages | None = None,
 ) -> int:
     """Score every unlabeled task from the window stores, rank them, write predictions, then switch versions."""
-    index = studio.task_index(client, int(project))
+    stages = Stages() if stages is None else stages
     by_store: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for task_id, meta in index.items():
         if task_id not in labeled:
             by_store[meta["store"]].append((task_id, meta["window_id"]))
     stores = StoreCache(engine.settings.window_store_dir)
     task_ids: list[int] = []
-    for store_key, tasks in by_store.items():
-        store = stores.get(store_key)
-        for first in range(0, len(tasks), BATCH):
-            batch = tasks[first : first + BATCH]
-            window_ids = [w for _, w in batch]
-            onsets = store.starts[store.rows(window_ids)] / store.sfreq
-            scorer.add(store.read_windows(window_ids), onsets, store.ch_names, store.sfreq, [t for t, _ in batch])
-            task_ids.extend(t for t, _ in batch)
+    with stages("scoring"):
+        for store_key, tasks in by_store.items():
+            store = stores.get(store_key)
+            for first in range(0, len(tasks), BATCH):
+                batch = tasks[first : first + BATCH]
+                window_ids = [w for _, w in batch]
+                onsets = store.starts[store.rows(window_ids)] / store.sfreq
+                scorer.add(store.read_windows(window_ids), onsets, store.ch_names, store.sfreq, [t for t, _ in batch])
+                task_ids.extend(t for t, _ in batch)
     if not task_ids:
         return 0
-    ranking = make_strategy(strategy).rank(scorer.pool(), batch_size=10, rng=0)
-    predictions = ranking_predictions(task_ids, ranking, version, scorer.results)
-    for first in range(0, len(predictions), PUSH_BATCH):
-        client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
-    windows = {index[t]["window_id"]: [p["score"], p["cluster"]] for t, p in zip(task_ids, predictions)}
-    write_json_atomic(engine.registry.project_dir(project) / "ranking.json", {"version": version, "windows": windows})
-    client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
+    with stages("ranking"):
+        ranking = make_strategy(strategy).rank(scorer.pool(), batch_size=10, rng=0)
+        predictions = ranking_predictions(task_ids, ranking, version, scorer.results)
+    with stages("pushing"):
+        for first in range(0, len(predictions), PUSH_BATCH):
+            client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
+        windows = {index[t]["window_id"]: [p["score"], p["cluster"]] for t, p in zip(task_ids, predictions)}
+        path = engine.registry.project_dir(project) / "ranking.json"
+        write_json_atomic(path, {"version": version, "windows": windows})
+        client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
     logger.info("project %s: ranking of %d tasks live as %s", project, len(task_ids), version)
     return len(task_ids)

@@ -24,20 +24,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from studio_server import (
+    REPO_ROOT,
+    StudioServer,
+    StudioStartError,
+    free_port,
+    log_tail,
+    running_studio,
+    stop_process,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -51,24 +55,6 @@ CHROMIUM_ARGS = [
 # /heidi-tips: the "tips" panel asks the server, which fetches them from GitHub; offline it answers 404
 # (the panel then shows its built-in tips).
 IGNORED_CONSOLE_ERRORS = ("/heidi-tips",)
-STARTUP_TIMEOUT_SECONDS = 240.0  # the first start runs all migrations: 40-90 s on 2 cores
-
-# Fixed credentials of the test server (a throwaway SQLite database in a temporary folder).
-STUDIO_USERNAME = "tester@example.com"
-STUDIO_PASSWORD = "spike-al-test-password"
-STUDIO_TOKEN = "spikealtesttoken0123456789abcdef"
-
-
-@dataclass(frozen=True)
-class StudioServer:
-    """A running Label Studio server started by the test suite."""
-
-    url: str
-    token: str
-    username: str
-    password: str
-    data_dir: Path
-    startup_seconds: float = 0.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -97,117 +83,14 @@ def real_data_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _health_is_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200 and b"UP" in response.read()
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _log_tail(path: Path, n_lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n_lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _server_env() -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # Isolate the test server from a developer's Label Studio / database settings.
-        if not key.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_"))
-    }
-    env.update(
-        # Let ML backends on localhost be added (else: 403 "URL resolves to a reserved network address").
-        ML_BLOCK_LOCAL_IP="false",
-        SSRF_PROTECTION_ENABLED="false",
-        # No calls out to the internet from the test server.
-        LATEST_VERSION_CHECK="false",
-        COLLECT_ANALYTICS="false",
-        # Label Studio reports errors to HumanSignal's Sentry by default (server and pages): not from tests.
-        SENTRY_DSN="",
-        FRONTEND_SENTRY_DSN="",
-    )
-    return env
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the server's whole process group (no orphans)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
     """Start one real Label Studio server for the whole run (lazily) and stop it at the end."""
-    binary = Path(os.environ.get("LABEL_STUDIO_BIN", REPO_ROOT / ".venv-ls" / "bin" / "label-studio"))
-    if not binary.exists():
-        pytest.fail(f"Label Studio is not installed at {binary}: run scripts/install.sh (or set LABEL_STUDIO_BIN)")
-    data_dir = tmp_path_factory.mktemp("label-studio")
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    log_path = data_dir / "server.log"
-    command = [
-        str(binary), "start",
-        "--data-dir", str(data_dir / "data"),
-        "-p", str(port),
-        "--host", url,
-        "--no-browser",
-        "--username", STUDIO_USERNAME,
-        "--password", STUDIO_PASSWORD,
-        "--user-token", STUDIO_TOKEN,
-        "--enable-legacy-api-token",
-    ]  # fmt: skip
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_server_env(),
-            cwd=data_dir,
-            start_new_session=True,  # its own process group, stopped as a whole
-        )
     try:
-        while not _health_is_up(url):
-            if process.poll() is not None:
-                pytest.fail(
-                    f"Label Studio exited with code {process.returncode} before answering {url}/health; "
-                    f"last lines of {log_path}:\n{_log_tail(log_path)}"
-                )
-            if time.monotonic() - started > STARTUP_TIMEOUT_SECONDS:
-                pytest.fail(
-                    f"Label Studio did not answer {url}/health within {STARTUP_TIMEOUT_SECONDS:.0f} s; "
-                    f"last lines of {log_path}:\n{_log_tail(log_path)}"
-                )
-            time.sleep(0.5)
-        yield StudioServer(
-            url=url,
-            token=STUDIO_TOKEN,
-            username=STUDIO_USERNAME,
-            password=STUDIO_PASSWORD,
-            data_dir=data_dir,
-            startup_seconds=time.monotonic() - started,
-        )
-    finally:
-        _stop(process)
+        with running_studio(tmp_path_factory.mktemp("label-studio")) as server:
+            yield server
+    except StudioStartError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session")
@@ -216,7 +99,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = os.environ.get("REDIS_SERVER_BIN", "redis-server")
     if shutil.which(binary) is None:
         pytest.fail(f"redis-server is not installed ({binary}): run scripts/install.sh (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
@@ -228,11 +111,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while not _port_is_open(port):
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start:\n{_log_tail(folder / 'redis.log')}")
+                pytest.fail(f"redis-server did not start:\n{log_tail(folder / 'redis.log')}")
             time.sleep(0.1)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _port_is_open(port: int) -> bool:

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 import converters.cli as cli
+from converters import studio
 from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids
 from ls_backend.config import Settings
 from ls_backend.engine import COLD_START_VERSION, SpikeEngine
 from ls_backend.retrain import retrain_project
+from ls_backend.task_index import cached_task_index
 
 
 @pytest.fixture
@@ -53,6 +55,9 @@ def test_labels_train_a_model_and_the_ranking_reaches_the_labeling_stream(
     result = retrain_project(engine, str(project.id), client=studio_client)
 
     assert result.promoted and result.n_labels == 12 and result.n_ranked == len(tasks) - 12
+    assert "n_pseudo_labels" in result.metrics  # both classes labeled: unlabeled windows were offered
+    last_run = json.loads((tmp_path / "models" / str(project.id) / "last_run.json").read_text())
+    assert last_run["version"] == result.version and {"training", "scoring", "pushing"} <= set(last_run["seconds"])
     assert studio_client.projects.get(project.id).model_version == result.version
     ranking = json.loads((tmp_path / "models" / str(project.id) / "ranking.json").read_text())["windows"]
     assert len(ranking) == len(tasks) - 12
@@ -80,3 +85,23 @@ def test_before_any_label_the_cold_start_ranking_serves_likely_spikes_first(
     prevalence = np.mean([truth_of(t) == "Spike" for t in tasks.values()])
     assert share >= prevalence  # the detector's picks are at least as rich in spikes as the recording
     assert studio_client.projects.get(project.id).model_version == COLD_START_VERSION
+
+
+def test_the_task_index_is_cached_and_only_new_tasks_are_listed(studio_client, imported, tmp_path, monkeypatch):
+    root, project = imported
+    listed = []
+    real = studio.task_index
+    monkeypatch.setattr(studio, "task_index", lambda c, p, after_id=0: listed.append(after_id) or real(c, p, after_id))
+    first = cached_task_index(studio_client, tmp_path, project.id)
+    assert listed == [0] and len(first) == studio_client.projects.get(project.id).task_number
+    assert cached_task_index(studio_client, tmp_path, project.id) == first and listed == [0]  # nothing new: no listing
+
+    meta = {"window_id": "extra-window", "store": "P03/extra.h5"}
+    task = studio_client.tasks.create(project=project.id, data=studio_client.tasks.get(id=min(first)).data, meta=meta)
+    assert cached_task_index(studio_client, tmp_path, project.id)[task.id] == meta
+    assert listed == [0, max(first)]  # only the tasks after the cached ones
+
+    studio_client.tasks.delete(id=task.id)
+    studio_client.tasks.delete(id=min(first))
+    after = cached_task_index(studio_client, tmp_path, project.id)
+    assert set(after) == set(first) - {min(first)} and listed[-1] == 0  # deletions: everything listed again

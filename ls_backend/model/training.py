@@ -159,14 +159,22 @@ def fit_with_pseudo_labels(
     params: PseudoLabelParams | None = None,
     sample_weight: np.ndarray | None = None,
     init_from: SpikeDetector | None = None,
+    dense_targets: np.ndarray | None = None,
 ) -> tuple[SpikeDetector, list[SelfTrainingRound]]:
     """Self-training: fit on the human labels, then ``rounds`` times pseudo-label the unlabelled windows with the
     current model and refit on both (each round starts from the previous round's weights; pseudo-labels are
-    recomputed from scratch every round, so a window may enter and leave)."""
+    recomputed from scratch every round, so a window may enter and leave). ``dense_targets`` of the labelled
+    windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none."""
     params = params or PseudoLabelParams()
     n_lab = len(X_labelled)
     weight = np.ones(n_lab, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-    model = detector.clone().fit(X_labelled, y_labelled, sample_weight=weight, init_from=init_from)
+    model = detector.clone().fit(
+        X_labelled, y_labelled, sample_weight=weight, init_from=init_from, dense_targets=dense_targets
+    )
+    dense_all = None
+    if dense_targets is not None:
+        unknown = np.full((len(X_unlabelled), dense_targets.shape[1]), np.nan, np.float32)
+        dense_all = np.concatenate([np.asarray(dense_targets, np.float32), unknown])
     log = []
     X_all = np.concatenate([X_labelled, X_unlabelled])
     human = np.r_[np.ones(n_lab, bool), np.zeros(len(X_unlabelled), bool)]
@@ -179,7 +187,10 @@ def fit_with_pseudo_labels(
         log.append(SelfTrainingRound(r + 1, n_pos, n_neg))
         logger.info("self-training round %d: %d pseudo-positive, %d pseudo-negative", *vars(log[-1]).values())
         keep = human | selected
-        model = detector.clone().fit(X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=model)
+        dense_keep = None if dense_all is None else dense_all[keep]
+        model = detector.clone().fit(
+            X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=model, dense_targets=dense_keep
+        )
     return model, log
 
 

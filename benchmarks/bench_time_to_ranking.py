@@ -1,0 +1,142 @@
+"""Time from a submitted annotation to the new ranking live in Label Studio (issue 5's target: under 60 s).
+
+A real Label Studio server (SQLite) and the backend under gunicorn, as deployed. A synthetic patient is imported
+(``--tasks`` windows, overlapping windows of a long recording), the backend is connected (the cold-start ranking of
+every task is timed too), ``--labels - 1`` annotations are submitted and their retraining awaited; then the last
+annotation is submitted and the clock runs until the project's ``model_version`` changes (the new predictions are
+all written before that switch). The debounce (``RETRAIN_DEBOUNCE_SECONDS``, default 5 s) is part of the time.
+
+    python -m benchmarks.bench_time_to_ranking                       # 20,000 tasks, 200 labels
+    python -m benchmarks.bench_time_to_ranking --tasks 2000 --labels 50 --out /tmp/ttr.json   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # studio_server.py starts the Label Studio server
+
+WINDOW, STRIDE = 2.0, 0.5  # seconds: overlapping windows, so 20,000 tasks are under 3 hours of recording
+
+
+def import_patient(root: Path, studio_url: str, token: str, n_tasks: int) -> None:
+    """A synthetic recording with about ``n_tasks`` windows, imported with its events as predictions."""
+    import converters.cli as cli
+    from converters.synthetic import PATIENTS, write_edf
+
+    source = write_edf(root / "rec.edf", PATIENTS["A"], n_tasks * STRIDE + WINDOW)
+    args = [str(source), "--patient", "TTR", "--url", studio_url, "--api-key", token, "--store-dir",
+            str(root / "stores"), "--window", str(WINDOW), "--stride", str(STRIDE), "--max-windows", str(n_tasks),
+            "--events", "predictions", "--batch-size", "500"]  # fmt: skip
+    if cli.main(args) != 0:
+        raise RuntimeError("the import failed")
+
+
+def wait_version(client, project_id: int, old: str | None, what: str, timeout: float = 3600) -> tuple[str, float]:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        version = client.projects.get(id=project_id).model_version or ""
+        if version and version != old:
+            return version, time.perf_counter() - start
+        time.sleep(0.25)
+    raise RuntimeError(f"{what}: no new model_version after {timeout:.0f} s")
+
+
+def wait_idle(models: Path, project_id: int, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    while (models / str(project_id) / "retrain.json").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the retraining queue did not drain")
+        time.sleep(0.5)
+
+
+def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
+    from label_studio_sdk import LabelStudio
+    from studio_server import running_studio
+
+    from benchmarks.bench_backend import start_backend
+    from converters import studio
+    from converters.labelconfig import window_result
+
+    with running_studio(root / "studio") as server:
+        client = LabelStudio(base_url=server.url, api_key=server.token)
+        t0 = time.perf_counter()
+        import_patient(root, server.url, server.token, n_tasks)
+        import_seconds = time.perf_counter() - t0
+        project = next(p for p in client.projects.list() if p.title == "Spikes TTR")
+        proc, url = start_backend(root, {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token,
+                                         "RETRAIN_DEBOUNCE_SECONDS": str(debounce)})
+        try:
+            studio.connect_ml_backend(client, project.id, url)
+            version, cold_seconds = wait_version(client, project.id, None, "cold-start ranking")
+            last_runs = [json.loads((root / "models" / str(project.id) / "last_run.json").read_text())]
+            truth = oracle(client, project.id, root / "stores")
+            rng = np.random.default_rng(0)
+            order = rng.permutation(sorted(truth))
+            for task_id in order[: n_labels - 1]:
+                client.annotations.create(id=int(task_id), result=[window_result(truth[task_id])])
+            wait_idle(root / "models", project.id)
+            version = client.projects.get(id=project.id).model_version
+            start = time.perf_counter()
+            client.annotations.create(id=int(order[n_labels - 1]), result=[window_result(truth[order[n_labels - 1]])])
+            new_version, _ = wait_version(client, project.id, version, "ranking after the last label")
+            live_seconds = time.perf_counter() - start
+            time.sleep(1)  # last_run.json is written right after the version switch
+            last_runs.append(json.loads((root / "models" / str(project.id) / "last_run.json").read_text()))
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return {
+        "tasks": len(truth), "labels": n_labels, "debounce_seconds": debounce, "import_seconds": import_seconds,
+        "cold_start_ranking_seconds": cold_seconds, "annotation_to_live_ranking_seconds": live_seconds,
+        "new_version": new_version, "cold_start_run": last_runs[0], "last_run": last_runs[1],
+    }  # fmt: skip
+
+
+def oracle(client, project_id: int, store_dir: Path) -> dict[int, str]:
+    """The window choice of every task, from the recording's events (the synthetic ground truth)."""
+    from converters import studio
+    from converters.tasks import make_tasks
+    from converters.windows import WindowStore
+
+    choice = {}
+    for path in store_dir.rglob("*.h5"):
+        with WindowStore(path) as store:
+            for task in make_tasks(store, patient="TTR", recording=path.name, store_key="", events="predictions"):
+                choice[task["data"]["window_id"]] = task["predictions"][0]["result"][-1]["value"]["choices"][0]
+    return {task_id: choice[meta["window_id"]] for task_id, meta in studio.task_index(client, project_id).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--labels", type=int, default=200)
+    parser.add_argument("--debounce", type=float, default=5.0, help="RETRAIN_DEBOUNCE_SECONDS (default 5)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "time_to_ranking.json")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(Path(tmp), args.tasks, args.labels, args.debounce)
+    result["meta"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+                      "command": "python -m benchmarks.bench_time_to_ranking " + " ".join(argv or sys.argv[1:])}
+    print(f"{'stage':<34}{'seconds':>9}")
+    for name, value in result["last_run"]["seconds"].items():
+        print(f"{'  ' + name:<34}{value:>9.1f}")
+    for name in ("import_seconds", "cold_start_ranking_seconds", "annotation_to_live_ranking_seconds"):
+        print(f"{name:<34}{result[name]:>9.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
