@@ -108,6 +108,7 @@ def running_studio(folder: Path, port: int | None = None) -> Iterator[StudioServ
             f"Label Studio is not installed at {binary}: run scripts/install.sh (or set LABEL_STUDIO_BIN)"
         )
     url = f"http://localhost:{port or free_port()}"
+    folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "server.log"
     command = [
         str(binary), "start",
