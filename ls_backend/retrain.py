@@ -17,6 +17,7 @@ import numpy as np
 
 from converters import studio
 
+from . import budget
 from .active.detector import TransientDetector
 from .active.inputs import PoolView
 from .active.ranking import ranking_predictions
@@ -71,9 +72,10 @@ def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strat
     else:
         logger.info("project %s: candidate not better than the serving model (%s): kept it", project, metrics)
     detector, _ = engine.registry.load(project)
-    version = engine.registry.current_version(project)
+    version = budget.ranking_version(settings, project, engine.registry.current_version(project), labels)
     labeled = {lab.task_id for lab in labels}
     n_ranked = push_ranking(engine, client, project, version, labeled, ModelScorer(detector), strategy)
+    budget.after_retraining(settings, client, project, labels)  # report, and summary in the description
     return RetrainResult(project, version, promoted, len(labels), metrics, n_ranked)
 
 

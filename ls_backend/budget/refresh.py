@@ -1,0 +1,39 @@
+"""After each retraining: recompute the project's budget status, keep it for /report, summarise it in Label Studio."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..config import Settings
+from ..labels import TaskLabel
+from .render import description_summary, with_summary
+from .status import BudgetStatus, collect_status, save_status
+
+logger = logging.getLogger(__name__)
+
+
+def publish_summary(client: Any, status: BudgetStatus) -> None:
+    """Replace the budget block of the Label Studio project's description (the manager's own text stays)."""
+    project = client.projects.get(id=int(status.project))
+    client.projects.update(
+        id=int(status.project), description=with_summary(project.description, description_summary(status))
+    )
+
+
+def refresh_report(
+    settings: Settings, client: Any, project: object, labels: list[TaskLabel] | None = None
+) -> BudgetStatus:
+    """Compute, save and publish the status (``labels``: those the retraining just read, to read them once)."""
+    status = collect_status(settings, client, project, labels)
+    save_status(settings.model_dir, status)
+    publish_summary(client, status)
+    return status
+
+
+def after_retraining(settings: Settings, client: Any, project: object, labels: list[TaskLabel]) -> None:
+    """The retraining's last step; a failure here is logged and never fails the retraining."""
+    try:
+        refresh_report(settings, client, project, labels)
+    except Exception:
+        logger.exception("project %s: refreshing the budget report failed", project)
