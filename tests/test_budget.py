@@ -128,7 +128,10 @@ HISTORY = [
 ]
 
 
-def make_status(budget=Budget(6, {"a@x.org": 2, "c@x.org": 10}, 0.8)):
+BUDGET = Budget(6, {"a@x.org": 2, "c@x.org": 10}, 0.8)
+
+
+def make_status(budget=BUDGET):
     return compute_status("3", "Spikes P03", budget, LABELS, HISTORY, {1: "a@x.org", 2: "b@x.org"})
 
 

@@ -83,8 +83,14 @@ class Assessment:
     advice: str
 
 
-def assess(labels: list | np.ndarray, scores: list | np.ndarray, target: float, spent: int) -> Assessment:
-    """Estimate the labels still needed to reach ``target`` and whether to stop, from the quality points."""
+def assess(
+    labels: list | np.ndarray, scores: list | np.ndarray, target: float, spent: int, labels_per_window: float = 1.0
+) -> Assessment:
+    """Estimate the labels still needed to reach ``target`` and whether to stop, from the quality points.
+
+    ``labels`` of the points and ``spent`` count labeled windows (what the model history records); the estimate is
+    returned in labels (clinician answers), ``labels_per_window`` answers per window as observed so far.
+    """
     n = np.asarray(labels, float)
     y = np.asarray(scores, float)
     latest = float(y[np.argmax(n)]) if len(n) else None
@@ -95,33 +101,36 @@ def assess(labels: list | np.ndarray, scores: list | np.ndarray, target: float, 
             f"Too early to estimate: {len(n)} retraining(s) with a quality score so far, "
             f"{MIN_POINTS_ESTIMATE} are needed. Keep labeling."
         )  # fmt: skip
-        curve = fit_learning_curve(n, y) if len(n) >= 2 else None
-        return Assessment(curve, latest, None, None, False, reached, advice)
+        return Assessment(None, latest, None, None, False, reached, advice)
     curve = fit_learning_curve(n, y)
     now = max(float(n.max()), float(spent))
-    flat = len(n) >= MIN_POINTS_STOP and curve.gain(now) < FLAT_GAIN
-    needed = max(0.0, curve.labels_for(target) - now)
-    spread = _loo_range(n, y, target, now) if len(n) >= MIN_POINTS_RANGE else None
-    return Assessment(curve, latest, needed, spread, flat, reached, _advice(curve, latest, target, needed, flat, now))
+    gain = curve.gain(now, LOOKAHEAD / labels_per_window)
+    flat = len(n) >= MIN_POINTS_STOP and gain < FLAT_GAIN
+    needed = max(0.0, curve.labels_for(target) - now) * labels_per_window
+    spread = _loo_range(n, y, target, now, labels_per_window) if len(n) >= MIN_POINTS_RANGE else None
+    advice = _advice(curve, latest, target, needed, flat, gain, now * labels_per_window)
+    return Assessment(curve, latest, needed, spread, flat, reached, advice)
 
 
-def _loo_range(n: np.ndarray, y: np.ndarray, target: float, now: float) -> tuple[float, float]:
+def _loo_range(n: np.ndarray, y: np.ndarray, target: float, now: float, per_window: float) -> tuple[float, float]:
     """Min and max of the labels-to-target estimate over the fits that leave one point out."""
     keep = ~np.eye(len(n), dtype=bool)
-    estimates = [max(0.0, fit_learning_curve(n[k], y[k]).labels_for(target) - now) for k in keep]
+    estimates = [max(0.0, fit_learning_curve(n[k], y[k]).labels_for(target) - now) * per_window for k in keep]
     return float(min(estimates)), float(max(estimates))
 
 
-def _advice(curve: LearningCurve, latest: float, target: float, needed: float, flat: bool, now: float) -> str:
+def _advice(
+    curve: LearningCurve, latest: float, target: float, needed: float, flat: bool, gain: float, spent: float
+) -> str:
     rough = f" (rough: from {curve.n_points} retrainings)" if curve.n_points < 2 * MIN_POINTS_RANGE else ""
     if latest >= target:
         return f"Target quality {target:.2f} reached ({latest:.2f}): you can stop."
     if flat:
         return (
-            f"The model has stopped improving: the next {LOOKAHEAD} labels are predicted to add "
-            f"{curve.gain(now):+.3f}. Consider stopping{rough}."
+            f"The model has stopped improving: the next {LOOKAHEAD} labels are predicted to add {gain:+.3f} "
+            f"to its quality. Consider stopping{rough}."
         )
-    if not math.isfinite(needed) or needed > 100 * now:
+    if not math.isfinite(needed) or needed > 100 * spent:
         return (
             f"At this rate quality levels off near {curve.plateau:.2f}, below the target {target:.2f}: "
             f"more labels alone are unlikely to reach it{rough}."

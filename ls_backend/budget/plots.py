@@ -30,23 +30,25 @@ def png_bytes(status: BudgetStatus, assessment: Assessment, dpi: int = 90) -> by
 
 
 def _quality_panel(ax, status: BudgetStatus, assessment: Assessment) -> None:
-    ax.set_title("Model quality as labels are spent")
-    ax.set_xlabel("labels spent")
+    ax.set_title("Model quality as windows are labeled")
+    ax.set_xlabel("windows labeled")
     ax.set_ylabel("quality (AUPRC on held-back labels)")
     ax.set_ylim(0, 1.02)
     ax.axhline(status.target_score, color="green", ls="--", lw=1, label=f"target {status.target_score:.2f}")
-    if status.budget is not None:
-        ax.axvline(status.budget, color="black", ls=":", lw=1, label=f"budget {status.budget}")
-    if status.quality:
-        labels = [p["labels"] for p in status.quality]
+    per_window = status.spent / status.labeled_windows if status.labeled_windows else 1.0
+    budget_windows = None if status.budget is None else status.budget / per_window
+    if budget_windows is not None:
+        ax.axvline(budget_windows, color="black", ls=":", lw=1, label=f"budget ({status.budget} labels)")
+    labels = [p["labels"] for p in status.quality]
+    if labels:
         ax.plot(labels, [p["score"] for p in status.quality], "o", color=SPIKE_COLOR, label="after a retraining")
     if assessment.curve is not None:
-        right = max(status.spent, status.budget or 0) * 1.3 + 10
+        right = max([status.labeled_windows, budget_windows or 0, *labels]) * 1.3 + 10
         if assessment.labels_to_target is not None and math.isfinite(assessment.labels_to_target):
-            right = max(right, (status.spent + assessment.labels_to_target) * 1.1)
+            right = max(right, (status.spent + assessment.labels_to_target) / per_window * 1.1)
         grid = np.linspace(1, right, 200)
         ax.plot(grid, assessment.curve.score(grid), color=CURVE_COLOR, lw=1, label="fitted learning curve")
-    if not status.quality:
+    if not labels:
         ax.text(0.5, 0.5, "no validated model yet", transform=ax.transAxes, ha="center", color=CURVE_COLOR)
     ax.set_xlim(left=0)
     ax.legend(loc="lower right", fontsize=8)
@@ -70,3 +72,4 @@ def _found_panel(ax, status: BudgetStatus) -> None:
     bars = ax.bar(["spike", "no spike", "undecided"], counts, color=[SPIKE_COLOR, QUIET_COLOR, UNSURE_COLOR])
     ax.bar_label(bars)
     ax.set_ylabel("windows")
+    ax.yaxis.get_major_locator().set_params(integer=True)

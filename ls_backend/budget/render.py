@@ -12,7 +12,9 @@ DESCRIPTION_MARK = "--- label budget (spike-al, refreshed after each retraining)
 
 def assessment_of(status: BudgetStatus) -> Assessment:
     points = status.quality
-    return assess([p["labels"] for p in points], [p["score"] for p in points], status.target_score, status.spent)
+    per_window = status.spent / status.labeled_windows if status.labeled_windows else 1.0
+    return assess([p["labels"] for p in points], [p["score"] for p in points], status.target_score,
+                  status.labeled_windows, per_window)  # fmt: skip
 
 
 def duration(seconds: float) -> str:
@@ -76,7 +78,14 @@ def verdict(status: BudgetStatus, assessment: Assessment) -> str:
             f"Budget spent ({status.spent} of {status.budget} labels): stop labeling this patient; the backend no "
             f"longer asks for labels. {what_labels_bought(status, assessment)}"
         )
-    return assessment.advice
+    needed = assessment.labels_to_target
+    if status.remaining is None or needed is None or needed <= status.remaining or assessment.target_reached:
+        return assessment.advice
+    at_budget = assessment.curve.score(status.budget * status.labeled_windows / status.spent)
+    return (
+        f"{assessment.advice} The budget has {status.remaining} labels left: at {status.budget} labels the curve "
+        f"predicts quality {at_budget:.2f}; raise the budget to reach {status.target_score:.2f}."
+    )
 
 
 def text_table(status: BudgetStatus) -> str:
@@ -89,7 +98,7 @@ def text_table(status: BudgetStatus) -> str:
     for c in status.clinicians:
         limit = "-" if c.budget is None else str(c.budget)
         lines.append(f"  {c.name:<30} {c.labels:>7} {limit:>8}   {duration(c.seconds)}")
-    lines += ["", "  Quality after each retraining (labels -> AUPRC on held-back labels):"]
+    lines += ["", "  Quality after each retraining (windows labeled -> AUPRC on held-back labels):"]
     lines += [
         f"    {p['labels']:>6} -> {p['score']:.3f}  ({p['version']}, {p['n_validation']} held back)"
         for p in status.quality
