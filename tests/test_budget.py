@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from ls_backend.app import create_app
-from ls_backend.budget import Budget, assess, compute_status, fit_learning_curve, load_budget, save_budget
+from ls_backend.budget import (
+    Budget,
+    after_retraining,
+    assess,
+    compute_status,
+    fit_learning_curve,
+    load_budget,
+    save_budget,
+)
 from ls_backend.budget.__main__ import main as budget_cli
 from ls_backend.budget.plan import parse_clinician, positive_count
 from ls_backend.budget.render import DESCRIPTION_MARK, description_summary, text_table, with_summary
@@ -44,6 +52,22 @@ def test_assess_estimates_with_a_range_and_says_it_is_rough():
     assert low <= result.labels_to_target <= high
     assert not result.flat and not result.target_reached
     assert f"About {math.ceil(result.labels_to_target)} more labels" in result.advice and "rough" in result.advice
+
+
+def test_two_answers_per_window_double_the_labels_needed():
+    n, y = curve_points()
+    one = assess(n, y, target=0.85, spent=200)
+    two = assess(n, y, target=0.85, spent=200, labels_per_window=2.0)
+    assert two.labels_to_target == pytest.approx(2 * one.labels_to_target)
+
+
+def test_a_failing_report_never_fails_the_retraining(tmp_path, caplog):
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("Label Studio went away")
+
+    after_retraining(Settings(model_dir=tmp_path), Broken(), "3", LABELS)
+    assert "refreshing the budget report failed" in caplog.text
 
 
 def test_too_few_points_give_no_estimate():

@@ -77,7 +77,7 @@ def test_two_clinicians_spend_the_budget_and_the_backend_stops_asking(label_stud
     # the budget (14 labels) is spent: the ranking and the project say so
     assert result.version.endswith(SPENT_SUFFIX) and engine.model_version(key) == result.version
     live = studio_client.projects.get(created.id)
-    assert live.model_version == result.version
+    assert live.model_version == result.version and live.sampling == "Sequential sampling"
     own, block = live.description.split(DESCRIPTION_MARK)
     assert own.strip() == "Night 1 of P05." and "BUDGET SPENT" in block and "Spike windows found: 6" in block
 

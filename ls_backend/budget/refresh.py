@@ -12,13 +12,19 @@ from .status import BudgetStatus, collect_status, save_status
 
 logger = logging.getLogger(__name__)
 
+PLAIN_ORDER = "Sequential sampling"  # Label Studio's order when no ranking is followed
+
 
 def publish_summary(client: Any, status: BudgetStatus) -> None:
-    """Replace the budget block of the Label Studio project's description (the manager's own text stays)."""
+    """Replace the budget block of the Label Studio project's description (the manager's own text stays).
+
+    Once the budget is spent the project also leaves "Uncertainty sampling", so the labeling stream no longer
+    serves the backend's picks first (the next ranking pushed, e.g. after the budget is raised, restores it).
+    """
     project = client.projects.get(id=int(status.project))
-    client.projects.update(
-        id=int(status.project), description=with_summary(project.description, description_summary(status))
-    )
+    stop = {"sampling": PLAIN_ORDER} if status.is_spent else {}
+    description = with_summary(project.description, description_summary(status))
+    client.projects.update(id=int(status.project), description=description, **stop)
 
 
 def refresh_report(
