@@ -179,6 +179,7 @@ def test_texts_say_what_was_spent_and_bought():
     assert "Labels spent" in table and "5 (budget spent)" in table and "b@x.org" in table and "12 -> 0.600" in table
     summary = description_summary(spent)
     assert summary.startswith("BUDGET SPENT.") and "stop labeling" in summary and "Spike windows found: 2" in summary
+    assert "Own budget spent: a@x.org (2 of 2)." in text_table(make_status())  # a clinician's own share
     own = "Night 1 of P03, reviewed by the epilepsy team."
     description = with_summary(own, summary)
     assert description.startswith(own) and DESCRIPTION_MARK in description

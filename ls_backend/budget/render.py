@@ -72,7 +72,11 @@ def what_labels_bought(status: BudgetStatus, assessment: Assessment) -> str:
 
 
 def verdict(status: BudgetStatus, assessment: Assessment) -> str:
-    """The one-sentence recommendation."""
+    """The recommendation: what to do with the project, then any clinician past their own budget."""
+    return " ".join(filter(None, [_project_verdict(status, assessment), _clinicians_over(status)]))
+
+
+def _project_verdict(status: BudgetStatus, assessment: Assessment) -> str:
     if status.is_spent:
         return (
             f"Budget spent ({status.spent} of {status.budget} labels): stop labeling this patient; the backend no "
@@ -86,6 +90,11 @@ def verdict(status: BudgetStatus, assessment: Assessment) -> str:
         f"{assessment.advice} The budget has {status.remaining} labels left: at {status.budget} labels the curve "
         f"predicts quality {at_budget:.2f}; raise the budget to reach {status.target_score:.2f}."
     )
+
+
+def _clinicians_over(status: BudgetStatus) -> str:
+    over = [f"{c.name} ({c.labels} of {c.budget})" for c in status.clinicians if c.budget and c.labels >= c.budget]
+    return f"Own budget spent: {', '.join(over)}." if over else ""
 
 
 def text_table(status: BudgetStatus) -> str:
