@@ -197,6 +197,8 @@ def test_a_spent_budget_marks_the_ranking_version(tmp_path):
     save_budget(tmp_path, 3, Budget(50))  # the manager raised it
     assert ranking_version(settings, 3, "p3-v0004", LABELS) == "p3-v0004"
     assert marked_version(tmp_path / "3", "p3-v0004") == "p3-v0004"
+    (tmp_path / "3" / "budget.json").write_text("{broken")
+    assert ranking_version(settings, 3, "p3-v0005", LABELS) == "p3-v0005"  # logged, never stops a retraining
 
 
 # -- the page -----------------------------------------------------------------------------------------------

@@ -171,7 +171,11 @@ def ranking_version(settings: Settings, project: object, version: str, labels: l
 
     Also records the decision (``budget_spent.json``) so that /setup and /predict answer the same version.
     """
-    budget = load_budget(settings, project)
+    try:
+        budget = load_budget(settings, project)
+    except ValueError as err:  # a hand-edited budget file must not stop the retraining
+        logger.error("project %s: %s; the budget is ignored until it is set again", project, err)
+        return version
     spent = sum(len(label.annotators) for label in labels)
     flag = Path(settings.model_dir) / project_key(project) / SPENT_FLAG
     if budget.labels is None or spent < budget.labels:
