@@ -99,7 +99,8 @@ def assess(
         advice = (
             f"Target quality {target:.2f} reached: you can stop." if reached else
             f"Too early to estimate: {len(n)} retraining(s) with a quality score so far, "
-            f"{MIN_POINTS_ESTIMATE} are needed. Keep labeling."
+            f"{MIN_POINTS_ESTIMATE} are needed (a model is scored once 10 windows with and without spikes are "
+            "labeled). Keep labeling."
         )  # fmt: skip
         return Assessment(None, latest, None, None, False, reached, advice)
     curve = fit_learning_curve(n, y)
