@@ -18,6 +18,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from .budget.page import register_report_page
 from .config import Settings
 from .jobs import RetrainQueue, project_key
 from .stores import StoreCache, TaskInputError
@@ -146,6 +147,7 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         project = request.args.get("project")
         return jsonify(versions=engine.versions(project_key(project) if project else None))
 
+    register_report_page(app, settings)  # /report/<project>: the label budget report (ls_backend.budget)
     return app
 
 

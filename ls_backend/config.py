@@ -23,6 +23,8 @@ class Settings:
     log_level: str = "INFO"  # LOG_LEVEL
     retrain_debounce_seconds: float = 5.0  # RETRAIN_DEBOUNCE_SECONDS: a burst of annotations is one retraining
     max_request_mb: float = 64.0  # MAX_REQUEST_MB: webhooks carry whole tasks (inline time series)
+    label_budget: int = 0  # LABEL_BUDGET: labels per project unless set with python -m ls_backend.budget; 0: none
+    target_auprc: float = 0.8  # TARGET_AUPRC: the quality the budget report estimates the labels needed for
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,10 @@ class Settings:
             raise ValueError(f"RETRAIN_DEBOUNCE_SECONDS must be >= 0, got {self.retrain_debounce_seconds}")
         if self.max_request_mb <= 0:
             raise ValueError(f"MAX_REQUEST_MB must be positive, got {self.max_request_mb}")
+        if self.label_budget < 0:
+            raise ValueError(f"LABEL_BUDGET must be a whole number of labels >= 0 (0: none), got {self.label_budget}")
+        if not 0 < self.target_auprc <= 1:
+            raise ValueError(f"TARGET_AUPRC must be in (0, 1], got {self.target_auprc}")
 
     @property
     def auth_enabled(self) -> bool:

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from .active.detector import TransientDetector
+from .budget.status import marked_version
 from .config import Settings
 from .preannotate import pre_annotation
 from .registry import ModelRegistry
@@ -33,7 +34,8 @@ class SpikeEngine:
         self._rankings: dict[str, tuple[int, dict]] = {}
 
     def model_version(self, project: str) -> str:
-        return self.registry.current_version(project) or COLD_START_VERSION
+        version = self.registry.current_version(project)
+        return COLD_START_VERSION if version is None else marked_version(self.registry.project_dir(project), version)
 
     def versions(self, project: str | None = None) -> list[dict]:
         projects = [project] if project else sorted(p.name for p in self.settings.model_dir.glob("[0-9]*"))

@@ -32,7 +32,8 @@ class TaskLabel:
     onset_seconds: float
     target: float  # soft window target in [0, 1]
     regions: list[tuple[float, float, float]] = field(default_factory=list)  # (start, end, share of annotators)
-    annotators: list[Any] = field(default_factory=list)
+    annotators: list[Any] = field(default_factory=list)  # each annotation's ``completed_by``
+    lead_times: list[float] = field(default_factory=list)  # each annotation's ``lead_time`` (seconds, 0 if unknown)
     lead_time_seconds: float = 0.0
 
 
@@ -70,6 +71,7 @@ def task_label(task: dict) -> TaskLabel | None:
         return None
     drawn = [r for a in annotations for r in annotation_regions(a.get("result") or [])]
     share = 1.0 / max(1, len(annotations))
+    lead_times = [float(a.get("lead_time") or 0.0) for a in annotations]
     return TaskLabel(
         task_id=int(task["id"]),
         window_id=str(data["window_id"]),
@@ -78,7 +80,8 @@ def task_label(task: dict) -> TaskLabel | None:
         target=target,
         regions=[(start, end, share) for start, end in drawn],
         annotators=[a.get("completed_by") for a in annotations],
-        lead_time_seconds=float(sum(a.get("lead_time") or 0.0 for a in annotations)),
+        lead_times=lead_times,
+        lead_time_seconds=sum(lead_times),
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from converters import studio
 
+from . import budget
 from .active.detector import TransientDetector
 from .active.inputs import PoolView
 from .active.ranking import ranking_predictions
@@ -110,8 +111,10 @@ def _retrain(
     else:
         logger.info("project %s: candidate not better than the serving model (%s): kept it", project, metrics)
     detector, _ = engine.registry.load(project)
-    version = engine.registry.current_version(project)
+    version = budget.ranking_version(engine.settings, project, engine.registry.current_version(project), labels)
     n_ranked = push_ranking(engine, client, project, version, index, labeled, ModelScorer(detector), strategy, stages)
+    with stages("budget"):
+        budget.after_retraining(engine.settings, client, project, labels)  # report, and summary in the description
     return RetrainResult(project, version, promoted, len(labels), metrics, n_ranked)
 
 

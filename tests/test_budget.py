@@ -1,0 +1,245 @@
+"""Label budget: the learning-curve estimate, the stored budget, the status, its texts and the /report page."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+import pytest
+
+from ls_backend.app import create_app
+from ls_backend.budget import (
+    Budget,
+    after_retraining,
+    assess,
+    compute_status,
+    fit_learning_curve,
+    load_budget,
+    save_budget,
+)
+from ls_backend.budget.__main__ import main as budget_cli
+from ls_backend.budget.plan import parse_clinician, positive_count
+from ls_backend.budget.render import DESCRIPTION_MARK, description_summary, text_table, with_summary
+from ls_backend.budget.status import SPENT_SUFFIX, BudgetStatus, marked_version, ranking_version, save_status
+from ls_backend.config import Settings
+from ls_backend.labels import TaskLabel
+
+
+def curve_points(plateau=0.9, scale=2.0, exponent=0.6, labels=(20, 40, 80, 120, 160, 200)):
+    n = np.array(labels, float)
+    return n, plateau - scale * n**-exponent
+
+
+# -- the learning curve -------------------------------------------------------------------------------------
+
+
+def test_the_fit_recovers_a_saturating_curve_and_the_labels_to_a_target():
+    n, y = curve_points()
+    curve = fit_learning_curve(n, y)
+    assert curve.plateau == pytest.approx(0.9, abs=0.01) and curve.exponent == pytest.approx(0.6, abs=0.05)
+    exact = (2.0 / (0.9 - 0.85)) ** (1 / 0.6)  # where 0.9 - 2 n^-0.6 = 0.85
+    assert curve.labels_for(0.85) == pytest.approx(exact, rel=0.1)
+    assert curve.labels_for(0.95) == math.inf  # above the plateau: never
+
+
+def test_assess_estimates_with_a_range_and_says_it_is_rough():
+    n, y = curve_points()
+    result = assess(n, y, target=0.85, spent=200)
+    exact = (2.0 / 0.05) ** (1 / 0.6) - 200
+    assert result.labels_to_target == pytest.approx(exact, rel=0.15)
+    low, high = result.labels_to_target_range
+    assert low <= result.labels_to_target <= high
+    assert not result.flat and not result.target_reached
+    assert f"About {math.ceil(result.labels_to_target)} more labels" in result.advice and "rough" in result.advice
+
+
+def test_two_answers_per_window_double_the_labels_needed():
+    n, y = curve_points()
+    one = assess(n, y, target=0.85, spent=200)
+    two = assess(n, y, target=0.85, spent=200, labels_per_window=2.0)
+    assert two.labels_to_target == pytest.approx(2 * one.labels_to_target)
+
+
+def test_a_failing_report_never_fails_the_retraining(tmp_path, caplog):
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("Label Studio went away")
+
+    after_retraining(Settings(model_dir=tmp_path), Broken(), "3", LABELS)
+    assert "refreshing the budget report failed" in caplog.text
+
+
+def test_too_few_points_give_no_estimate():
+    result = assess([20, 40], [0.5, 0.6], target=0.8, spent=40)
+    assert result.labels_to_target is None and "Too early to estimate" in result.advice
+    assert assess([], [], target=0.8, spent=5).curve is None
+
+
+def test_a_flat_curve_suggests_stopping():
+    n = np.array([50, 100, 150, 200, 250])
+    result = assess(n, [0.70, 0.71, 0.70, 0.71, 0.71], target=0.9, spent=250)
+    assert result.flat and "stopped improving" in result.advice
+    plateau = assess([20, 40, 80], [0.3, 0.5, 0.6], target=0.99, spent=80)  # levels off well below 0.99
+    assert plateau.labels_to_target == math.inf or plateau.labels_to_target > 100 * 80
+    assert "below the target" in plateau.advice
+
+
+def test_a_reached_target_says_stop():
+    assert "reached" in assess([20, 40, 80], [0.5, 0.8, 0.9], target=0.85, spent=80).advice
+
+
+def test_the_fit_rejects_bad_points():
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_learning_curve([10], [0.5])
+    with pytest.raises(ValueError, match="positive"):
+        fit_learning_curve([0, 10], [0.5, 0.6])
+
+
+# -- the budget ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3", "1.5", "", "nan", "inf"])
+def test_a_budget_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ValueError, match=f"must be a positive whole number of labels, got {bad!r}"):
+        positive_count(bad, "the label budget")
+
+
+def test_budget_file_and_environment_defaults(tmp_path):
+    settings = Settings(model_dir=tmp_path, label_budget=300, target_auprc=0.7)
+    assert load_budget(settings, 3) == Budget(300, {}, 0.7)  # nothing set: the environment's defaults
+    save_budget(tmp_path, "3.1700", Budget(400, {"a@x.org": 200}, 0.85))
+    assert load_budget(settings, 3) == Budget(400, {"a@x.org": 200}, 0.85)
+    assert load_budget(Settings(model_dir=tmp_path), 4).labels is None  # no budget at all
+    assert parse_clinician("a=b@x.org=20") == ("a=b@x.org", 20)
+    with pytest.raises(ValueError, match="EMAIL=LABELS"):
+        parse_clinician("a@x.org")
+    with pytest.raises(ValueError, match="LABEL_BUDGET"):
+        Settings.from_env({"LABEL_BUDGET": "-1"})
+    with pytest.raises(ValueError, match="LABEL_BUDGET='many'"):
+        Settings.from_env({"LABEL_BUDGET": "many"})
+
+
+def test_the_cli_rejects_a_bad_budget_with_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    assert budget_cli(["set", "--project", "3", "--labels", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--labels must be a positive whole number of labels, got 'lots'" in err
+    assert budget_cli(["set", "--project", "../3", "--labels", "10"]) == 2
+    assert "project must be a Label Studio project id" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        budget_cli(["report"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+# -- the status ---------------------------------------------------------------------------------------------
+
+
+def label(task_id, target, annotators, lead_times):
+    return TaskLabel(task_id, f"w{task_id}", "P/rec.h5", 0.0, target, annotators=annotators, lead_times=lead_times)
+
+
+LABELS = [
+    label(1, 1.0, [1, 2], [30.0, 20.0]),
+    label(2, 0.0, [1], [10.0]),
+    label(3, 0.5, [2], [40.0]),
+    label(4, 1.0, [{"id": 2, "email": "b@x.org"}], [5.0]),
+]
+HISTORY = [
+    {"version": "p3-v0001", "labels_used": 4, "metrics": {"n_validation": 0, "candidate_auprc": 0.0}},
+    {"version": "p3-v0002", "labels_used": 12, "metrics": {"n_validation": 3, "candidate_auprc": 0.6}},
+    {"version": "p3-v0003", "labels_used": 24, "metrics": {"n_validation": 5, "candidate_auprc": 0.7}},
+]
+
+
+BUDGET = Budget(6, {"a@x.org": 2, "c@x.org": 10}, 0.8)
+
+
+def make_status(budget=BUDGET):
+    return compute_status("3", "Spikes P03", budget, LABELS, HISTORY, {1: "a@x.org", 2: "b@x.org"})
+
+
+def test_the_status_counts_labels_time_clinicians_and_spikes():
+    status = make_status()
+    assert (status.spent, status.labeled_windows, status.spike_windows, status.no_spike_windows) == (5, 4, 2, 1)
+    assert status.seconds == 105.0 and status.remaining == 1 and not status.is_spent
+    by_name = {c.name: c for c in status.clinicians}
+    assert (by_name["a@x.org"].labels, by_name["a@x.org"].seconds, by_name["a@x.org"].budget) == (2, 40.0, 2)
+    assert (by_name["b@x.org"].labels, by_name["b@x.org"].seconds) == (3, 65.0)
+    assert by_name["c@x.org"].labels == 0  # has a budget, labeled nothing yet
+    assert [p["labels"] for p in status.quality] == [12, 24]  # the unvalidated first version is left out
+    assert status.version == "p3-v0003"
+    assert BudgetStatus.from_dict(status.to_dict()) == status
+
+
+def test_texts_say_what_was_spent_and_bought():
+    spent = make_status(Budget(5))
+    assert spent.is_spent and spent.remaining == 0
+    table = text_table(spent)
+    assert "Labels spent" in table and "5 (budget spent)" in table and "b@x.org" in table and "12 -> 0.600" in table
+    summary = description_summary(spent)
+    assert summary.startswith("BUDGET SPENT.") and "stop labeling" in summary and "Spike windows found: 2" in summary
+    assert "Own budget spent: a@x.org (2 of 2)." in text_table(make_status())  # a clinician's own share
+    own = "Night 1 of P03, reviewed by the epilepsy team."
+    description = with_summary(own, summary)
+    assert description.startswith(own) and DESCRIPTION_MARK in description
+    again = with_summary(description, "new summary")
+    assert again.startswith(own) and again.count(DESCRIPTION_MARK) == 1 and again.endswith("new summary")
+
+
+def test_a_spent_budget_marks_the_ranking_version(tmp_path):
+    settings = Settings(model_dir=tmp_path)
+    save_budget(tmp_path, 3, Budget(5))
+    assert ranking_version(settings, 3, "p3-v0002", LABELS[:2]) == "p3-v0002"  # 3 of 5
+    assert marked_version(tmp_path / "3", "p3-v0002") == "p3-v0002"
+    assert ranking_version(settings, 3, "p3-v0003", LABELS) == "p3-v0003" + SPENT_SUFFIX  # 5 of 5
+    assert marked_version(tmp_path / "3", "p3-v0003") == "p3-v0003" + SPENT_SUFFIX
+    save_budget(tmp_path, 3, Budget(50))  # the manager raised it
+    assert ranking_version(settings, 3, "p3-v0004", LABELS) == "p3-v0004"
+    assert marked_version(tmp_path / "3", "p3-v0004") == "p3-v0004"
+    (tmp_path / "3" / "budget.json").write_text("{broken")
+    assert ranking_version(settings, 3, "p3-v0005", LABELS) == "p3-v0005"  # logged, never stops a retraining
+
+
+# -- the page -----------------------------------------------------------------------------------------------
+
+
+class NoEngine:
+    """The report page needs no model."""
+
+
+def page_client(tmp_path, **overrides):
+    settings = Settings(model_dir=tmp_path / "models", **overrides)
+    return create_app(settings, NoEngine()).test_client(), settings
+
+
+def test_the_report_page_shows_the_numbers_and_the_figure(tmp_path):
+    client, settings = page_client(tmp_path)
+    save_status(settings.model_dir, make_status(Budget(5)))
+    response = client.get("/report/3")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "Spikes P03" in html and "Budget spent (5 of 5 labels)" in html and "b@x.org" in html
+    png = base64.b64decode(html.split("data:image/png;base64,")[1].split('"')[0])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_report_page_explains_bad_unknown_and_empty_projects(tmp_path):
+    client, settings = page_client(tmp_path)
+    response = client.get("/report/abc")
+    assert response.status_code == 400 and "not a Label Studio project id" in response.get_data(as_text=True)
+    assert client.get("/report/..%2F..%2Fetc").status_code in (400, 404)
+    response = client.get("/report/9")
+    assert response.status_code == 404 and "never seen project 9" in response.get_data(as_text=True)
+    save_budget(settings.model_dir, 9, Budget(40))
+    response = client.get("/report/9")
+    assert response.status_code == 200 and "no labels yet" in response.get_data(as_text=True)
+    assert "the budget is 40 labels" in response.get_data(as_text=True)
+
+
+def test_the_report_page_needs_the_backend_credentials(tmp_path):
+    client, settings = page_client(tmp_path, basic_auth_user="u", basic_auth_pass="p")
+    save_status(settings.model_dir, make_status())
+    assert client.get("/report/3").status_code == 401
+    token = base64.b64encode(b"u:p").decode()
+    assert client.get("/report/3", headers={"Authorization": f"Basic {token}"}).status_code == 200
