@@ -465,6 +465,20 @@ def _set_webhook_secret(client: LabelStudio, project_id: int, hook_url: str, sec
             )
 
 
+def delete_predictions(client: LabelStudio, project_id: int, model_version: str) -> None:
+    """Delete every prediction of ``model_version`` in the project (``DELETE /api/projects/{id}/model-versions/``)."""
+    url = f"{_base_url(client)}/api/projects/{project_id}/model-versions/"
+    headers = client._client_wrapper.get_headers()
+    try:
+        response = httpx.request("DELETE", url, json={"model_version": model_version}, headers=headers, timeout=300)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise StudioError(
+            f"Label Studio at {_base_url(client)}: deleting the predictions of {model_version!r} in project "
+            f"{project_id} failed: {_server_message(exc)}"
+        ) from exc
+
+
 def delete_project(client: LabelStudio, project_id: int) -> None:
     """Delete a project with all its tasks (used to undo a project created by a failed import)."""
     with _api(client, f"deleting project {project_id}"):
