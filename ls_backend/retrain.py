@@ -33,7 +33,7 @@ from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
-from .model.training import dense_targets, fit_with_pseudo_labels
+from .model.training import PseudoLabelParams, dense_targets, fit_with_pseudo_labels
 from .preannotate import pre_annotation
 from .stores import StoreCache
 from .task_index import cached_task_index
@@ -44,7 +44,9 @@ MIN_VALIDATION = 10  # labels needed (with both classes) before a candidate must
 BATCH = 256
 PUSH_BATCH = 500
 PRIORITY_TASKS = 4000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
-PSEUDO_POOL = 1000  # unlabeled windows offered to pseudo-labelling each run (confident ones join, weight 0.3)
+PSEUDO_POOL = 500  # unlabeled windows offered to pseudo-labelling each run (confident ones join, weight 0.3)
+# At most a fifth of them per class, so the second fit costs at most about twice the first.
+PSEUDO_PARAMS = PseudoLabelParams(max_fraction=0.2)
 
 
 @dataclass
@@ -188,7 +190,8 @@ def train_and_validate(
     metrics: dict = {"n_train": int(train.sum()), "n_validation": int(validation.sum())}
     if X_free is not None and hard[train].any() and (~hard[train]).any():
         candidate, rounds = fit_with_pseudo_labels(
-            candidate, X[train], y[train], X_free, rounds=1, init_from=init, dense_targets=dense[train]
+            candidate, X[train], y[train], X_free, rounds=1, params=PSEUDO_PARAMS, init_from=init,
+            dense_targets=dense[train],
         )
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
     else:
