@@ -190,7 +190,13 @@ def train_and_validate(
     metrics: dict = {"n_train": int(train.sum()), "n_validation": int(validation.sum())}
     if X_free is not None and hard[train].any() and (~hard[train]).any():
         candidate, rounds = fit_with_pseudo_labels(
-            candidate, X[train], y[train], X_free, rounds=1, params=PSEUDO_PARAMS, init_from=init,
+            candidate,
+            X[train],
+            y[train],
+            X_free,
+            rounds=1,
+            params=PSEUDO_PARAMS,
+            init_from=init,
             dense_targets=dense[train],
         )
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
@@ -202,7 +208,31 @@ def train_and_validate(
             metrics["serving_auprc"] = auprc(hard[validation], serving.predict_proba(X[validation]))
     else:
         metrics["candidate_auprc"] = 0.0
+        if min(hard.sum(), (~hard).sum()) >= 2:  # too few labels to hold some back: cross-validate instead
+            metrics["cv_auprc"] = cross_validated_auprc(X, y, dense, init, sfreq, seed)
     return candidate, metrics
+
+
+def cross_validated_auprc(
+    X: np.ndarray, y: np.ndarray, dense: np.ndarray, init: SpikeDetector | None, sfreq: float, seed: int = 0
+) -> float:
+    """Out-of-fold AUPRC of a stratified k-fold (k = 3, or the minority count): a quality score while labels are
+    too few for a held-back slice (each fit is on a handful of windows: cheap)."""
+    hard = y >= 0.5
+    folds = int(min(3, hard.sum(), (~hard).sum()))
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), int)
+    for cls in (True, False):
+        rows = rng.permutation(np.flatnonzero(hard == cls))
+        fold[rows] = np.arange(len(rows)) % folds
+    proba = np.empty(len(y))
+    for k in range(folds):
+        held = fold == k
+        model = SpikeDetector(sfreq=sfreq, seed=seed).fit(
+            X[~held], y[~held], dense_targets=dense[~held], init_from=init
+        )
+        proba[held] = model.predict_proba(X[held])
+    return auprc(hard, proba)
 
 
 class ModelScorer:

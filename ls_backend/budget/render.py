@@ -107,11 +107,10 @@ def text_table(status: BudgetStatus) -> str:
     for c in status.clinicians:
         limit = "-" if c.budget is None else str(c.budget)
         lines.append(f"  {c.name:<30} {c.labels:>7} {limit:>8}   {duration(c.seconds)}")
-    lines += ["", "  Quality after each retraining (windows labeled -> AUPRC on held-back labels):"]
-    lines += [
-        f"    {p['labels']:>6} -> {p['score']:.3f}  ({p['version']}, {p['n_validation']} held back)"
-        for p in status.quality
-    ] or ["    none yet (a model is validated from 10 labels of both kinds on)"]
+    lines += ["", "  Quality after each retraining (windows labeled -> AUPRC on held-back or cross-validated labels):"]
+    lines += [_quality_line(q) for q in status.quality] or [
+        "    none yet (a model is scored once 2 spikes and 2 non-spikes are labeled)"
+    ]
     lines += ["", f"  {verdict(status, assessment)}"]
     return "\n".join(lines)
 
@@ -133,3 +132,8 @@ def with_summary(description: str | None, summary: str) -> str:
     """The description with its budget block replaced (the manager's own text above it is kept)."""
     own = (description or "").split(DESCRIPTION_MARK, 1)[0].rstrip()
     return f"{own}\n\n{DESCRIPTION_MARK}\n{summary}".lstrip()
+
+
+def _quality_line(point: dict) -> str:
+    how = f"{point['n_validation']} {point.get('method', 'held back')}"
+    return f"    {point['labels']:>6} -> {point['score']:.3f}  ({point['version']}, {how})"

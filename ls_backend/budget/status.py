@@ -42,7 +42,7 @@ class ClinicianUse:
 
 @dataclass
 class BudgetStatus:
-    """A snapshot of one project's spending; ``quality`` holds ``{labels, score, version, n_validation}`` rows."""
+    """A snapshot of one project's spending; ``quality`` holds ``{labels, score, version, n_validation, method}``."""
 
     project: str
     title: str
@@ -120,19 +120,27 @@ def compute_status(
 
 
 def quality_points(history: list[dict]) -> list[dict]:
-    """(labels used, validation AUPRC) of each promoted version that was validated on held-back labels."""
+    """(labels used, AUPRC) of each promoted version: on held-back labels, or cross-validated while labels were few."""
     points = []
     for meta in history:
         metrics = meta.get("metrics") or {}
-        if metrics.get("n_validation") and "candidate_auprc" in metrics and meta.get("labels_used"):
-            points.append(
-                {
-                    "labels": int(meta["labels_used"]),
-                    "score": float(metrics["candidate_auprc"]),
-                    "version": meta.get("version"),
-                    "n_validation": int(metrics["n_validation"]),
-                }
-            )
+        if not meta.get("labels_used"):
+            continue
+        if metrics.get("n_validation") and "candidate_auprc" in metrics:
+            score, n_scored, method = metrics["candidate_auprc"], metrics["n_validation"], "held back"
+        elif "cv_auprc" in metrics:
+            score, n_scored, method = metrics["cv_auprc"], meta["labels_used"], "cross-validated"
+        else:
+            continue
+        points.append(
+            {
+                "labels": int(meta["labels_used"]),
+                "score": float(score),
+                "version": meta.get("version"),
+                "n_validation": int(n_scored),
+                "method": method,
+            }
+        )
     return points
 
 

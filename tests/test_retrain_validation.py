@@ -1,0 +1,32 @@
+"""How a candidate is scored: a held-back slice from 10 labels on, 3-fold cross-validation below that."""
+
+import numpy as np
+from model_helpers import toy_windows
+
+from ls_backend.budget.status import quality_points
+from ls_backend.retrain import train_and_validate
+
+
+def test_few_labels_are_cross_validated_and_many_are_held_back():
+    X, y = toy_windows(n=9, n_times=128)
+    dense = np.full((len(y), X.shape[2]), np.nan, np.float32)
+    _, few = train_and_validate(X, y, dense, None, sfreq=128.0)
+    assert few["n_validation"] == 0 and 0.0 <= few["cv_auprc"] <= 1.0
+
+    X, y = toy_windows(n=15, n_times=128)
+    dense = np.full((len(y), X.shape[2]), np.nan, np.float32)
+    _, many = train_and_validate(X, y, dense, None, sfreq=128.0)
+    assert many["n_validation"] >= 2 and "cv_auprc" not in many
+
+
+def test_the_budget_curve_takes_both_kinds_of_score():
+    history = [
+        {"version": "p1-v0001", "labels_used": 6, "metrics": {"n_validation": 0, "candidate_auprc": 0.0,
+                                                              "cv_auprc": 0.4}},
+        {"version": "p1-v0002", "labels_used": 12, "metrics": {"n_validation": 3, "candidate_auprc": 0.6}},
+        {"version": "p1-v0003", "labels_used": 3, "metrics": {"n_validation": 0, "candidate_auprc": 0.0}},
+    ]  # fmt: skip
+    points = quality_points(history)
+    assert [(p["labels"], p["score"], p["method"]) for p in points] == [
+        (6, 0.4, "cross-validated"), (12, 0.6, "held back")
+    ]  # fmt: skip
