@@ -101,8 +101,11 @@ def check_strategy(name: str) -> None:
 def test_scores(model: SpikeDetector, data: ReplayData) -> dict[str, float]:
     """AUPRC and F1 (at 0.5 and best) on the held-out test windows."""
     proba = model.predict_proba(data.test_X)
-    return {"auprc": auprc(data.test_y, proba), "f1": f1_at(data.test_y, proba, model.threshold),
-            "best_f1": best_threshold(data.test_y, proba)[1]}
+    return {
+        "auprc": auprc(data.test_y, proba),
+        "f1": f1_at(data.test_y, proba, model.threshold),
+        "best_f1": best_threshold(data.test_y, proba)[1],
+    }
 
 
 def detector_arrays(X: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:
@@ -112,22 +115,31 @@ def detector_arrays(X: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:
 
 
 def query(
-    strategy: str, model: SpikeDetector | None, data: ReplayData, cold: dict[str, np.ndarray], labeled: np.ndarray,
-    n: int, settings: ReplaySettings, rng: np.random.Generator,
+    strategy: str,
+    model: SpikeDetector | None,
+    data: ReplayData,
+    cold: dict[str, np.ndarray],
+    labeled: np.ndarray,
+    n: int,
+    settings: ReplaySettings,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Pool indices of the next ``n`` windows to label."""
     unlabeled = np.flatnonzero(~labeled)
     name = strategy if model is not None or strategy in MODEL_FREE else "cold_start"
     arrays = {key: value[unlabeled] for key, value in cold.items()}
     labeled_embeddings, reference = cold["embeddings"][labeled], None
-    if model is not None:
-        draws = settings.n_draws if strategy in NEEDS_DRAWS else 0
-        arrays |= model_features(model, data.pool_X[unlabeled], draws, seed=int(rng.integers(2**31)))
+    if model is not None and strategy in NEEDS_DRAWS:  # the draws alone: their mean is the probability
+        draws = model.mc_draws(data.pool_X[unlabeled], settings.n_draws, seed=int(rng.integers(2**31)))
+        arrays["mc_proba"] = draws.T
+    elif model is not None:
+        arrays |= model_features(model, data.pool_X[unlabeled])
         labeled_embeddings = model.embed(data.pool_X[labeled])
         if strategy == "transfer" and data.reference_X is not None:
             reference = model.embed(_subsample(data.reference_X, MAX_REFERENCE, rng))
-    view = PoolView(**arrays, labeled_embeddings=labeled_embeddings, labeled_y=data.pool_y[labeled],
-                    reference_embeddings=reference)
+    view = PoolView(
+        **arrays, labeled_embeddings=labeled_embeddings, labeled_y=data.pool_y[labeled], reference_embeddings=reference
+    )
     return unlabeled[make_strategy(name).rank(view, batch_size=n, rng=rng).batch]
 
 
@@ -149,7 +161,11 @@ def fit_round(
 
 
 def replay(
-    strategy: str, data: ReplayData, settings: ReplaySettings, seed: int, sfreq: float = 256.0,
+    strategy: str,
+    data: ReplayData,
+    settings: ReplaySettings,
+    seed: int,
+    sfreq: float = 256.0,
     cohort: SpikeDetector | None = None,
 ) -> list[RoundResult]:
     """One learning curve: a :class:`RoundResult` after each round (and at 0 labels when starting from ``cohort``)."""
@@ -166,10 +182,23 @@ def replay(
         n = min(settings.batch_size, settings.budget - int(labeled.sum()))
         labeled[query(strategy, model, data, cold, labeled, n, settings, rng)] = True
         model = fit_round(model, data, labeled, settings, seed * 1000 + r)
-        curve.append(RoundResult(int(labeled.sum()), int((data.pool_y[labeled] >= 0.5).sum()),
-                                 **test_scores(model, data), seconds=time.perf_counter() - start))
-        logger.info("%s seed %d: %d labels (%d positive): AUPRC %.3f, F1 %.3f", strategy, seed, curve[-1].labels,
-                    curve[-1].positives, curve[-1].auprc, curve[-1].f1)
+        curve.append(
+            RoundResult(
+                int(labeled.sum()),
+                int((data.pool_y[labeled] >= 0.5).sum()),
+                **test_scores(model, data),
+                seconds=time.perf_counter() - start,
+            )
+        )
+        logger.info(
+            "%s seed %d: %d labels (%d positive): AUPRC %.3f, F1 %.3f",
+            strategy,
+            seed,
+            curve[-1].labels,
+            curve[-1].positives,
+            curve[-1].auprc,
+            curve[-1].f1,
+        )
     return curve
 
 
