@@ -254,8 +254,7 @@ def synthetic_windowset(
     ``minutes`` may differ per patient (a mapping). With ``cache_dir``, the result is kept there under a name
     derived from the arguments and reused by later calls (generation takes a few seconds per patient-minute).
     """
-    from .convert import convert_recording  # heavy imports (MNE) only when generating
-    from .synthetic import PATIENTS, write_edf
+    from .synthetic import PATIENTS, write_edf  # heavy imports (MNE) only when generating
 
     per_patient = {p: float(minutes[p] if isinstance(minutes, Mapping) else minutes) for p in patients}
     unknown = [p for p in patients if p not in PATIENTS]
@@ -271,19 +270,59 @@ def synthetic_windowset(
             if out is not None:
                 save_windowset(ws, out)
             return ws
+    window_params = WindowParams(window_seconds, stride_seconds)
     sets = []
     with tempfile.TemporaryDirectory(prefix="windowset-") as tmp:
         for name in patients:
             edf = write_edf(Path(tmp) / f"{name}.edf", PATIENTS[name], per_patient[name] * 60.0)
-            store = Path(tmp) / f"{name}.h5"
-            convert_recording(edf, store, window_params=WindowParams(window_seconds, stride_seconds))
-            with WindowStore(store) as st:
-                sets.append(windowset_from_store(st, name))
+            sets.append(_converted(edf, name, window_params, Path(tmp)))
     ws = concatenate(sets)
     for target in (cached, out):
         if target is not None:
             save_windowset(ws, target)
     logger.info("synthetic window set %s: %d windows, %d positive", list(patients), len(ws), int(ws.y.sum()))
+    return ws
+
+
+def _converted(source: Path, group: str, window_params: WindowParams, tmp: Path) -> WindowSet:
+    """One recording through the conversion pipeline into a labelled window set (its store is left in ``tmp``)."""
+    from .convert import convert_recording
+
+    store = tmp / f"{group}-{source.stem}.h5"
+    convert_recording(source, store, window_params=window_params)
+    with WindowStore(store) as st:
+        return windowset_from_store(st, group)
+
+
+def recording_group(path: Path) -> str:
+    """The group of a recording: its BIDS subject (``sub-P01_..._ieeg.edf`` -> ``P01``), else the file's stem."""
+    from .readers.bids import bids_entities
+
+    return bids_entities(path).get("subject") or path.name.split(".", 1)[0]
+
+
+def windowset_from_recordings(
+    paths: Sequence[str | os.PathLike],
+    window_seconds: float = DEFAULT_MODEL_WINDOW_SECONDS,
+    stride_seconds: float | None = None,
+) -> WindowSet:
+    """Recordings with their events (EDF+ annotations, BIDS ``events.tsv``, ...) -> one labelled window set.
+
+    Each path is a recording or a folder (a BIDS dataset or subject: see
+    :func:`converters.readers.find_recordings`); each recording goes through the real conversion pipeline and its
+    windows are labelled from its events; the group is the BIDS subject (else the file name), so a subject's runs
+    form one patient. Only use recordings whose events are complete: an unmarked spike becomes a negative.
+    """
+    from .readers import find_recordings
+
+    sources = [rec for path in paths for rec in find_recordings(path)]
+    if not sources:
+        raise ValueError(f"no recording found in {', '.join(str(p) for p in paths)}")
+    window_params = WindowParams(window_seconds, stride_seconds)
+    with tempfile.TemporaryDirectory(prefix="windowset-") as tmp:
+        sets = [_converted(Path(src), recording_group(Path(src)), window_params, Path(tmp)) for src in sources]
+    ws = concatenate(sets)
+    logger.info("%d recording(s) -> %d windows, %d positive", len(sources), len(ws), int((ws.y >= 0.5).sum()))
     return ws
 
 

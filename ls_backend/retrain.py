@@ -23,7 +23,7 @@ import numpy as np
 from converters import studio
 
 from . import budget
-from .active.detector import TransientDetector
+from .active.detector import TransientDetector, cold_start_arrays
 from .active.inputs import PoolView
 from .active.ranking import ranking_predictions
 from .active.strategies import make_strategy
@@ -279,9 +279,7 @@ class DetectorScorer:
         self.results.extend([] for _ in task_ids)
 
     def pool(self) -> PoolView:
-        features = np.concatenate(self.features)
-        flat = np.nan_to_num(features.reshape(len(features), -1))
-        return PoolView(detector_score=self.detector.score_features(features), embeddings=flat)
+        return PoolView(**cold_start_arrays(np.concatenate(self.features), self.detector))
 
 
 def push_ranking(

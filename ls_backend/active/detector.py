@@ -107,6 +107,15 @@ class TransientDetector:
         return self.score_features(np.concatenate(features))
 
 
+def cold_start_arrays(features: np.ndarray, detector: TransientDetector | None = None) -> dict[str, np.ndarray]:
+    """What the cold-start strategy reads, from the :meth:`TransientDetector.features` of one recording's windows:
+    ``detector_score`` [n] and diversity ``embeddings`` (the flattened per-channel features, absent channels 0)."""
+    features = np.asarray(features)
+    detector = detector or TransientDetector()
+    flat = np.nan_to_num(features.reshape(len(features), -1))
+    return {"detector_score": detector.score_features(features), "embeddings": flat}
+
+
 def _moving_sum(x: np.ndarray, width: int) -> np.ndarray:
     """Sums of ``width`` consecutive samples along the last axis (valid part only), in float64 for accuracy."""
     c = np.cumsum(x, axis=-1, dtype=np.float64)

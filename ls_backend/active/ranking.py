@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,9 +31,13 @@ from tqdm.auto import tqdm
 from .inputs import PoolView
 from .strategies import Ranking
 
+if TYPE_CHECKING:
+    from ..model.estimator import SpikeDetector
+
 logger = logging.getLogger(__name__)
 
 Featurize = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+MC_DRAWS = 8  # MC-dropout passes for BALD / query-by-committee
 _LABELED_FIELDS = {"embeddings": "labeled_embeddings"}  # per-window arrays also wanted for labeled windows
 
 
@@ -94,6 +99,19 @@ class ScoredPool:
         pool = PoolView(**per_window, **extra, reference_embeddings=reference_embeddings,
                         n_windows=len(unlabeled_ids))
         return unlabeled_ids, pool
+
+
+def model_features(
+    detector: SpikeDetector, windows: np.ndarray, n_draws: int = 0, seed: int | None = None
+) -> dict[str, np.ndarray]:
+    """A :data:`Featurize` for a fitted model: ``proba`` [b] and ``embeddings`` [b, width]; with ``n_draws`` >= 2
+    also ``mc_proba`` [b, n_draws], the MC-dropout draws BALD and query-by-committee read (the transpose of
+    :meth:`SpikeDetector.mc_draws`)."""
+    out = detector.predict_all(windows)
+    arrays = {"proba": out["proba"], "embeddings": out["embedding"]}
+    if n_draws:
+        arrays["mc_proba"] = detector.mc_draws(windows, n_draws, seed).T
+    return arrays
 
 
 def score_pool(

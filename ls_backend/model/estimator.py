@@ -522,14 +522,22 @@ class SpikeDetector:
         """Penultimate features ``[n, width]`` of each window's driving channel (for diversity sampling)."""
         return self._run(X, want_dense=False, want_embedding=True)["embedding"]
 
-    def mc_dropout(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the window probability over ``n_samples`` passes with dropout on."""
+    def mc_draws(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> np.ndarray:
+        """Window probabilities ``[n_samples, n_windows]`` from ``n_samples`` passes with dropout on (MC dropout).
+
+        Seeded (``seed``, else the detector's ``seed``) without touching torch's global random state. BALD and
+        query-by-committee need the draws themselves (``PoolView.mc_proba`` is their transpose, ``[n, S]``).
+        """
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed if seed is None else seed)
-            draws = np.stack([self._sigmoid(self._run(X, dropout=True, want_dense=False)["window"])
-                              for _ in range(n_samples)])
+            return np.stack([self._sigmoid(self._run(X, dropout=True, want_dense=False)["window"])
+                             for _ in range(n_samples)])
+
+    def mc_dropout(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the window probability over the MC-dropout draws (:meth:`mc_draws`)."""
+        draws = self.mc_draws(X, n_samples, seed)
         return draws.mean(axis=0), draws.std(axis=0)
 
     def predict_regions(

@@ -1,0 +1,507 @@
+"""Replayable active-learning benchmark: learning curves of query strategies against random sampling.
+
+Each (strategy, seed) replays the labeling loop on the target patient with an oracle
+(:func:`ls_backend.active.replay.replay`): no label at first, ``--batch-size`` windows per round, warm retraining,
+test AUPRC and F1 after each round, until ``--budget`` labels. The reference is the fully supervised model (every
+pool label of the target, same seeds). ``--warm-start`` adds, for every strategy, the same loop starting from a
+cohort model trained on the other patients.
+
+    python -m benchmarks.replay                                   # synthetic A-D, target D, 5 strategies x 3 seeds
+    python -m benchmarks.replay --warm-start --jobs 2
+    python -m benchmarks.replay --windowset sets/cohort.npz --target-patient P07
+    python -m benchmarks.replay --recordings bids_root --target-patient P02
+    python -m benchmarks.replay --quick --out /tmp/replay.json     # tiny, for CI
+
+Writes ``--out`` (JSON: settings, curves, reference, summary, targets, wall time) and the PNG next to it, and prints
+the summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.windowset import WindowSet, load_windowset, synthetic_windowset, windowset_from_recordings
+from ls_backend.active.replay import (
+    ReplayData,
+    ReplaySettings,
+    check_strategy,
+    fit_cohort,
+    fully_supervised,
+    replay,
+)
+from ls_backend.model import SpikeDetector
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results" / "replay.json"
+CACHE = HERE / "_data" / "windowsets"
+DEFAULT_STRATEGIES = ("random", "entropy", "bald", "kcenter", "mixed")
+REACH = 0.95  # of the fully supervised score
+METRICS = ("auprc", "f1")
+WARM = "+warm"  # suffix of the warm-start variant of a strategy
+SPLIT_BLOCK = 10  # consecutive windows assigned together to pool or test (neighbours share events)
+TARGET_MINUTES, COHORT_MINUTES = 20.0, 5.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Data size and training effort of a run (``--quick`` for CI, else the default comparison)."""
+
+    target_minutes: float
+    cohort_minutes: float
+    patients: tuple[str, ...]
+    batch_size: int
+    budget: int
+    model: dict[str, Any]
+    first_epochs: int
+    round_epochs: int
+    cohort_epochs: int
+    n_draws: int
+
+
+FULL = Preset(
+    TARGET_MINUTES,
+    COHORT_MINUTES,
+    ("A", "B", "C", "D"),
+    20,
+    200,
+    {"samples_per_epoch": 128, "n_threads": 1},
+    8,
+    2,
+    12,
+    4,
+)
+QUICK = Preset(
+    1.0,
+    0.5,
+    ("A", "C"),
+    8,
+    16,
+    {"width": 8, "depth": 2, "kernel_size": 5, "dilation": 1, "samples_per_epoch": 32, "n_threads": 1},
+    2,
+    1,
+    2,
+    3,
+)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def load_data(args: argparse.Namespace, preset: Preset) -> WindowSet:
+    """The window set of every patient: a file, recordings with events, or the synthetic patients."""
+    if args.windowset:
+        return load_windowset(args.windowset)
+    if args.recordings:
+        return windowset_from_recordings(args.recordings)
+    minutes = {p: preset.cohort_minutes for p in preset.patients} | {args.target_patient: preset.target_minutes}
+    return synthetic_windowset(tuple(minutes), minutes=minutes, cache_dir=CACHE)
+
+
+def split_target(ws: WindowSet, target: str | None, test_fraction: float, seed: int = 0) -> tuple[ReplayData, dict]:
+    """The target patient's windows in blocks of ``SPLIT_BLOCK`` consecutive windows, a seeded ``test_fraction`` of
+    the blocks (stratified: blocks with and without events) held out for testing; the other patients' windows are
+    the cohort (warm start, transfer)."""
+    if ws.groups is None:
+        if target not in (None, "all"):
+            raise ValueError(f"--target-patient {target!r}: the window set has no groups (patient ids)")
+        is_target = np.ones(len(ws), bool)
+    else:
+        if target not in set(ws.groups):
+            raise ValueError(
+                f"--target-patient {target!r} is not in the window set; its patients: "
+                f"{', '.join(sorted(set(ws.groups)))}"
+            )
+        is_target = ws.groups == target
+    rows = np.flatnonzero(is_target)
+    blocks = np.arange(len(rows)) // SPLIT_BLOCK
+    has_event = np.bincount(blocks, weights=ws.y[rows] >= 0.5) > 0
+    rng = np.random.default_rng(seed)
+    test_blocks = []
+    for stratum in (np.flatnonzero(has_event), np.flatnonzero(~has_event)):  # blocks with events, without
+        test_blocks.extend(rng.permutation(stratum)[: round(test_fraction * len(stratum))])
+    test = np.isin(blocks, test_blocks)
+    pool, held = rows[~test], rows[test]
+    for name, idx in (("pool", pool), ("test", held)):
+        if not np.any(ws.y[idx] >= 0.5):
+            raise ValueError(f"target patient {target!r}: the {name} split has no positive window; use more data")
+    cohort = np.flatnonzero(~is_target)
+    data = ReplayData(ws.X[pool], ws.y[pool], ws.X[held], ws.y[held], _rows(ws.y_dense, pool))
+    if len(cohort):
+        data = replace(
+            data, reference_X=ws.X[cohort], reference_y=ws.y[cohort], reference_dense=_rows(ws.y_dense, cohort)
+        )
+    info = {
+        "target": target,
+        "n_pool": len(pool),
+        "pool_positives": int((ws.y[pool] >= 0.5).sum()),
+        "n_test": len(held),
+        "test_positives": int((ws.y[held] >= 0.5).sum()),
+        "n_cohort": int((~is_target).sum()),
+        "n_chans": int(np.isfinite(ws.X[rows][:, :, 0]).sum(1).max()),
+        "n_times": ws.X.shape[2],
+        "sfreq": ws.sfreq,
+    }
+    return data, info
+
+
+def _rows(array: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if array is None else array[rows]
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+_STATE: dict[str, Any] = {}  # per worker process: the data and settings
+
+
+def _init_worker(data: ReplayData, settings: ReplaySettings, sfreq: float, cohort_epochs: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _STATE.update(data=data, settings=settings, sfreq=sfreq, cohort_epochs=cohort_epochs)
+
+
+def _run_job(job: tuple[str, str, int, SpikeDetector | None]) -> tuple[Any, float]:
+    """``("cohort", _, seed, _)``, ``("full", _, seed, _)`` or ``("replay", strategy, seed, cohort model or None)``
+    -> (result, seconds)."""
+    kind, name, seed, cohort = job
+    data, settings = _STATE["data"], _STATE["settings"]
+    start = time.perf_counter()
+    if kind == "cohort":
+        out = fit_cohort(data, settings, seed, _STATE["cohort_epochs"])
+    elif kind == "full":
+        out = fully_supervised(data, settings, seed)
+    else:
+        out = [r.to_dict() for r in replay(name.removesuffix(WARM), data, settings, seed, _STATE["sfreq"], cohort)]
+    seconds = time.perf_counter() - start
+    print(f"  {kind} {name} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)
+    return out, seconds
+
+
+def run_jobs(jobs: list[tuple], n_workers: int, initargs: tuple) -> dict[tuple, dict]:
+    """Run jobs in ``n_workers`` processes (one torch thread each), or inline when 1. Returns, per job key
+    ``(kind, name, seed)``: ``result``, ``seconds`` (the job) and ``finished`` (seconds since this call began)."""
+    start = time.perf_counter()
+    done: dict[tuple, dict] = {}
+
+    def record(job: tuple, out: tuple[Any, float]) -> None:
+        done[job[:3]] = {"result": out[0], "seconds": out[1], "finished": time.perf_counter() - start}
+
+    if n_workers <= 1:
+        _init_worker(*initargs)
+        for job in jobs:
+            record(job, _run_job(job))
+        return done
+    ctx = get_context("spawn")  # no fork after torch started its threads
+    with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+        futures = {pool.submit(_run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            record(futures[future], future.result())
+    return done
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def labels_to_reach(curve: list[dict], metric: str, threshold: float) -> int | None:
+    """Labels at the first round whose score reaches ``threshold``; None when the curve never does."""
+    for point in curve:
+        if np.isfinite(point[metric]) and point[metric] >= threshold:
+            return int(point["labels"])
+    return None
+
+
+def area_under_curve(curve: list[dict], metric: str) -> float:
+    """Mean score over the label range from the first batch to the budget (trapezoids; 1 = perfect throughout)."""
+    points = [p for p in curve if p["labels"] > 0]
+    x = np.array([p["labels"] for p in points], float)
+    y = np.nan_to_num(np.array([p[metric] for p in points], float))
+    if len(x) < 2:
+        return float(y[0]) if len(y) else float("nan")
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
+
+
+def summarize(curves: dict[str, dict[int, list[dict]]], full: dict[int, dict]) -> dict[str, dict]:
+    """Per strategy variant and metric: labels to reach 95 % of the fully supervised score (per seed, None = not
+    reached within the budget), its spread over the seeds that reached it, and the area under the curve."""
+    summary: dict[str, dict] = {}
+    for name, by_seed in curves.items():
+        entry: dict[str, Any] = {}
+        for metric in METRICS:
+            needed = [labels_to_reach(curve, metric, REACH * full[seed][metric]) for seed, curve in by_seed.items()]
+            reached = [n for n in needed if n is not None]
+            aulc = [area_under_curve(curve, metric) for curve in by_seed.values()]
+            full_mean = float(np.mean([full[s][metric] for s in by_seed]))
+            entry[metric] = {
+                "labels_to_95": {
+                    "per_seed": needed,
+                    "n_reached": len(reached),
+                    "n_seeds": len(needed),
+                    "all_reached": len(reached) == len(needed),
+                    **_spread(reached),
+                },
+                "aulc": _spread(aulc),
+                "aulc_relative": float(np.mean(aulc) / full_mean) if full_mean > 0 else None,
+                "final": _spread([curve[-1][metric] for curve in by_seed.values()]),
+            }
+        summary[name] = entry
+    return summary
+
+
+def compare(summary: dict, a: str, b: str, budget: int, metric: str = "auprc") -> dict[str, Any]:
+    """Labels ``a`` needs over labels ``b`` needs (to 95 % of full supervision, seed means). When ``b`` did not
+    reach it on every seed within the budget, the ratio is an upper bound (``b`` needs more than the budget)."""
+    if a not in summary or b not in summary:
+        return {"ratio": None, "note": f"{a} or {b} not run"}
+    la, lb = summary[a][metric]["labels_to_95"], summary[b][metric]["labels_to_95"]
+    if not la["all_reached"]:
+        return {
+            "ratio": None,
+            "note": f"{a} did not reach 95 % on {la['n_seeds'] - la['n_reached']} of {la['n_seeds']} seeds",
+        }
+    if not lb["all_reached"]:
+        return {
+            "ratio": None,
+            "upper_bound": la["mean"] / budget,
+            "note": f"{b} did not reach 95 % on {lb['n_seeds'] - lb['n_reached']} of {lb['n_seeds']} seeds "
+            "within the budget: the ratio is at most upper_bound",
+        }
+    return {"ratio": la["mean"] / lb["mean"], "note": ""}
+
+
+def targets(summary: dict, warm_names: list[str], budget: int) -> dict[str, Any]:
+    """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved)."""
+    out: dict[str, Any] = {"mixed_vs_random": {**compare(summary, "mixed", "random", budget), "target": "<= 1/3"}}
+    if warm_names:
+        savings = {}
+        for name in warm_names:
+            c = compare(summary, name + WARM, name, budget)
+            saved = None if c["ratio"] is None else 1 - c["ratio"]
+            savings[name] = {"labels_saved": saved, **c}
+        out["warm_vs_cold"] = {"per_strategy": savings, "target": "labels saved >= 0.5"}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _fmt_labels(entry: dict) -> str:
+    lab = entry["labels_to_95"]
+    if lab["n_reached"] == 0:
+        return "not reached"
+    text = f"{lab['mean']:.0f} ± {lab['std']:.0f}"
+    return text if lab["all_reached"] else f"{text} ({lab['n_reached']}/{lab['n_seeds']} seeds; rest not reached)"
+
+
+def table(result: dict) -> str:
+    full = result["full_supervised"]["mean"]
+    lines = [
+        f"fully supervised ({result['data']['n_pool']} labels): AUPRC {full['auprc']:.3f}, F1 {full['f1']:.3f}",
+        "| strategy | labels to 95% AUPRC | AULC AUPRC (rel.) | final AUPRC | labels to 95% F1 | AULC F1 | final F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in result["summary"].items():
+        a, f = s["auprc"], s["f1"]
+        lines.append(
+            f"| {name} | {_fmt_labels(a)} | {a['aulc']['mean']:.3f} ({a['aulc_relative']:.2f}) | "
+            f"{a['final']['mean']:.3f} | {_fmt_labels(f)} | {f['aulc']['mean']:.3f} | "
+            f"{f['final']['mean']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(6.5 * len(METRICS), 4.5), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    bases = list(dict.fromkeys(name.removesuffix(WARM) for name in result["curves"]))
+    for ax, metric in zip(axes[0], METRICS):
+        for name, by_seed in result["curves"].items():
+            curves = list(by_seed.values())
+            x = np.array([p["labels"] for p in curves[0]])
+            y = np.array([[p[metric] for p in c] for c in curves], float)
+            color = colors[bases.index(name.removesuffix(WARM)) % len(colors)]
+            style = "--" if name.endswith(WARM) else "-"
+            ax.plot(x, np.nanmean(y, axis=0), style, color=color, label=name, marker=".")
+            ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=color, alpha=0.12)
+        full = result["full_supervised"]["mean"][metric]
+        ax.axhline(full, color="k", lw=1, label=f"full supervision ({result['data']['n_pool']} labels)")
+        ax.axhline(REACH * full, color="k", lw=0.8, ls=":", label="95 % of it")
+        ax.set_xlabel(f"labels of patient {result['data']['target']}")
+        ax.set_ylabel(f"test {metric.upper() if metric == 'auprc' else 'F1 at 0.5'}")
+        ax.set_title(f"{metric.upper()}: mean over {len(result['seeds'])} seeds, band = min-max")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.replay",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--windowset", type=Path, help="window set file (.npz/.h5, see converters.windowset)")
+    source.add_argument(
+        "--recordings",
+        type=Path,
+        nargs="+",
+        help="recordings with complete events (files, or BIDS folders with events.tsv)",
+    )
+    parser.add_argument("--target-patient", default="D", help="patient (group) whose labels are replayed")
+    parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
+    parser.add_argument("--batch-size", type=int, help=f"windows per round (default {FULL.batch_size})")
+    parser.add_argument("--budget", type=int, help=f"labels at the end (default {FULL.budget})")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="also replay every strategy from a cohort model trained on the other patients",
+    )
+    parser.add_argument(
+        "--warm-strategies", nargs="+", help="with --warm-start: the strategies replayed warm (default: all)"
+    )
+    parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    preset = QUICK if args.quick else FULL
+    for name in args.strategies + (args.warm_strategies or []):
+        check_strategy(name)
+    if args.quick and args.target_patient not in preset.patients and not (args.windowset or args.recordings):
+        args.target_patient = preset.patients[-1]
+    started = time.perf_counter()
+    ws = load_data(args, preset)
+    data, info = split_target(ws, args.target_patient, args.test_fraction)
+    data_seconds = time.perf_counter() - started
+    settings = ReplaySettings(
+        args.batch_size or preset.batch_size,
+        args.budget or preset.budget,
+        preset.first_epochs,
+        preset.round_epochs,
+        n_draws=preset.n_draws,
+        model=preset.model,
+    )
+    settings.check(data.n_pool)
+    seeds = list(range(args.seeds))
+    initargs = (data, settings, ws.sfreq, preset.cohort_epochs)
+    print(
+        f"target {info['target']}: pool {info['n_pool']} windows ({info['pool_positives']} positive), test "
+        f"{info['n_test']} ({info['test_positives']}), cohort {info['n_cohort']}; {len(args.strategies)} "
+        f"strategies x {len(seeds)} seeds, {settings.rounds()} rounds of {settings.batch_size}",
+        flush=True,
+    )
+    warm_names = (args.warm_strategies or args.strategies) if args.warm_start else []
+    run = Run(args, argv, info, settings, preset, seeds, started, data_seconds)
+    first = [("full", "full", s, None) for s in seeds]
+    first += [("replay", n, s, None) for n in args.strategies for s in seeds]
+    first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
+    done = run_jobs(first, args.jobs, initargs)
+    run.cold_wall = max(v["finished"] for k, v in done.items() if k[0] != "cohort")
+    if warm_names:
+        run.write(done, [], final=False)  # the cold comparison survives an interrupted warm phase
+        cohort = {s: done[("cohort", "cohort", s)]["result"] for s in seeds}
+        done |= run_jobs([("replay", n + WARM, s, cohort[s]) for n in warm_names for s in seeds], args.jobs, initargs)
+    run.write(done, warm_names, final=True)
+    return 0
+
+
+@dataclass
+class Run:
+    """What one benchmark run reports (see :meth:`write`)."""
+
+    args: argparse.Namespace
+    argv: list[str] | None
+    info: dict
+    settings: ReplaySettings
+    preset: Preset
+    seeds: list[int]
+    started: float
+    data_seconds: float
+    cold_wall: float = float("nan")
+
+    def result(self, done: dict[tuple, dict], warm_names: list[str]) -> dict[str, Any]:
+        args, seeds, settings = self.args, self.seeds, self.settings
+        full = {s: done[("full", "full", s)]["result"] for s in seeds}
+        names = list(args.strategies) + [n + WARM for n in warm_names]
+        curves = {n: {s: done[("replay", n, s)]["result"] for s in seeds} for n in names}
+        summary = summarize(curves, full)
+        return {
+            "command": "python -m benchmarks.replay " + " ".join(self.argv if self.argv is not None else sys.argv[1:]),
+            "data": self.info | {"source": str(args.windowset or args.recordings or "synthetic")},
+            "settings": asdict(settings)
+            | {"cohort_epochs": self.preset.cohort_epochs, "reach": REACH, "full_epochs": settings.full_epochs()},
+            "seeds": seeds,
+            "strategies": list(args.strategies),
+            "warm_strategies": list(warm_names),
+            "full_supervised": {
+                "per_seed": full,
+                "mean": {m: float(np.mean([f[m] for f in full.values()])) for m in (*METRICS, "best_f1")},
+            },
+            "curves": {n: {str(s): c for s, c in by_seed.items()} for n, by_seed in curves.items()},
+            "summary": summary,
+            "targets": targets(summary, list(warm_names), settings.budget),
+            "wall_seconds": time.perf_counter() - self.started,
+            "jobs": args.jobs,
+            "wall_seconds_data": self.data_seconds,
+            "wall_seconds_cold_comparison": self.cold_wall,  # reference + every cold replay, data loading excluded
+            "job_seconds": {" ".join(map(str, key)): round(v["seconds"], 1) for key, v in done.items()},
+            "machine": {
+                "processor": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+                "load_average_at_end": list(os.getloadavg()),
+            },
+        }
+
+    def write(self, done: dict[tuple, dict], warm_names: list[str], final: bool) -> None:
+        """The JSON and the PNG; the table and the targets printed when ``final``."""
+        result = self.result(done, warm_names)
+        out = self.args.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        plot(result, out.with_suffix(".png"))
+        if final:
+            print(table(result))
+            print(json.dumps(result["targets"], indent=1))
+            print(f"wall time {result['wall_seconds']:.0f} s; wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The replay benchmark (oracle labeling loop) and the MC-dropout draws BALD reads."""
+
+import json
+
+import numpy as np
+import pytest
+from model_helpers import TINY, toy_windows
+
+from benchmarks import replay as bench
+from converters.windowset import WindowSet, save_windowset
+from ls_backend.active.inputs import PoolView
+from ls_backend.active.measures import mutual_information
+from ls_backend.active.ranking import model_features
+from ls_backend.active.strategies import BALD
+from ls_backend.model import SpikeDetector
+
+
+def _toy_windowset(n_per_patient: int = 60) -> WindowSet:
+    parts = [toy_windows(n_per_patient, n_chans=3, seed=s) for s in (1, 2)]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    return WindowSet(X, y, 256.0, np.repeat(["P1", "P2"], n_per_patient))
+
+
+def test_mc_draws_give_each_pass_and_feed_bald():
+    X, y = toy_windows()
+    det = SpikeDetector(**(TINY | {"dropout": 0.3})).fit(X, y)
+    draws = det.mc_draws(X, n_samples=5, seed=3)
+    assert draws.shape == (5, len(X))
+    assert not np.allclose(draws[0], draws[1])  # dropout is on: the passes differ
+    np.testing.assert_array_equal(draws, det.mc_draws(X, n_samples=5, seed=3))  # seeded
+    assert not np.array_equal(draws, det.mc_draws(X, n_samples=5, seed=4))
+    mean, std = det.mc_dropout(X, n_samples=5, seed=3)  # the old API still works
+    np.testing.assert_allclose(mean, draws.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, draws.std(axis=0), rtol=1e-6)
+    features = model_features(det, X, n_draws=5, seed=3)
+    np.testing.assert_array_equal(features["mc_proba"], draws.T)
+    utility = BALD().utility(PoolView(mc_proba=features["mc_proba"]))
+    np.testing.assert_allclose(utility, mutual_information(draws.T))
+    assert utility.max() > 0
+    with pytest.raises(ValueError, match="n_samples"):
+        det.mc_draws(X, n_samples=1)
+
+
+def test_quick_replay_writes_curves_summary_and_plot(tmp_path):
+    path = save_windowset(_toy_windowset(), tmp_path / "toy.npz")
+    out = tmp_path / "replay.json"
+    argv = [
+        "--quick",
+        "--windowset",
+        str(path),
+        "--target-patient",
+        "P2",
+        "--strategies",
+        "random",
+        "bald",
+        "--seeds",
+        "2",
+        "--jobs",
+        "1",
+        "--warm-start",
+        "--out",
+        str(out),
+    ]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert set(result["curves"]) == {"random", "bald", "random+warm", "bald+warm"}
+    for name, by_seed in result["curves"].items():
+        assert set(by_seed) == {"0", "1"}
+        for curve in by_seed.values():
+            labels = [p["labels"] for p in curve]
+            assert labels == ([0] if name.endswith("+warm") else []) + [8, 16]  # 2 rounds of 8
+            assert all(0 <= p["positives"] <= p["labels"] for p in curve)
+            assert all(0 <= p["auprc"] <= 1 and 0 <= p["f1"] <= 1 for p in curve)
+    assert set(result["full_supervised"]["per_seed"]) == {"0", "1"}
+    for entry in result["summary"].values():
+        lab = entry["auprc"]["labels_to_95"]
+        assert lab["n_seeds"] == 2 and len(lab["per_seed"]) == 2
+        assert all(n is None or n in (0, 8, 16) for n in lab["per_seed"])
+    assert set(result["targets"]["warm_vs_cold"]["per_strategy"]) == {"random", "bald"}
+    assert result["warm_strategies"] == ["random", "bald"]
+    assert result["wall_seconds"] > 0 and result["data"]["n_pool"] == 40
+
+
+def test_summary_says_not_reached():
+    def curve(scores):
+        return [{"labels": 10 * (i + 1), "auprc": s, "f1": s} for i, s in enumerate(scores)]
+
+    full = {0: {"auprc": 0.8, "f1": 0.8}, 1: {"auprc": 0.8, "f1": 0.8}}
+    curves = {
+        "random": {0: curve([0.2, 0.5, 0.7]), 1: curve([0.3, 0.6, 0.9])},  # 95 % of 0.8 = 0.76
+        "mixed": {0: curve([0.5, 0.8, 0.8]), 1: curve([0.77, 0.8, 0.8])},
+    }
+    summary = bench.summarize(curves, full)
+    random = summary["random"]["auprc"]["labels_to_95"]
+    assert random["per_seed"] == [None, 30] and random["n_reached"] == 1 and not random["all_reached"]
+    mixed = summary["mixed"]["auprc"]["labels_to_95"]
+    assert mixed["per_seed"] == [20, 10] and mixed["mean"] == 15 and mixed["all_reached"]
+    assert summary["mixed"]["auprc"]["aulc"]["mean"] == pytest.approx(np.mean([0.725, 0.7925]))
+    compared = bench.compare(summary, "mixed", "random", budget=30)
+    assert compared["ratio"] is None and compared["upper_bound"] == pytest.approx(0.5)
+    assert bench.compare(summary, "random", "mixed", budget=30)["note"].startswith("random did not reach")
+    none = bench.summarize({"random": {0: curve([0.1, 0.2, 0.3])}}, full)["random"]["auprc"]["labels_to_95"]
+    assert none["n_reached"] == 0 and none["mean"] is None
+    assert bench._fmt_labels({"labels_to_95": none}) == "not reached"
+
+
+def test_split_keeps_events_in_both_parts_and_checks_the_target():
+    ws = _toy_windowset()
+    data, info = bench.split_target(ws, "P2", 1 / 3)
+    assert info["n_pool"] + info["n_test"] == 60 and info["n_cohort"] == 60
+    assert data.reference_y is not None and len(data.reference_X) == 60
+    assert info["pool_positives"] > 0 and info["test_positives"] > 0
+    with pytest.raises(ValueError, match="P9.*P1, P2"):
+        bench.split_target(ws, "P9", 1 / 3)
+
+
+def test_windowset_from_bids_recordings_labels_windows_from_events_tsv(tmp_path):
+    from converters.synthetic import PATIENTS, write_bids
+    from converters.windowset import windowset_from_recordings
+
+    write_bids(tmp_path / "bids", "P05", PATIENTS["C"], 20.0)
+    ws = windowset_from_recordings([tmp_path / "bids"])
+    assert set(ws.groups) == {"P05"} and len(ws) == 20 and ws.X.shape[2] == 256
+    assert 0 < ws.y.sum() < len(ws) and ws.y_dense is not None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no recording found"):
+        windowset_from_recordings([tmp_path / "empty"])
