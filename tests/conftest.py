@@ -13,6 +13,9 @@ browser         (session) Playwright Chromium (``/usr/bin/chromium``, or env ``C
 studio_page     a fresh page logged in to the server; see :func:`logged_in_page` (also importable:
                 ``from conftest import logged_in_page``) for ``page.console_errors``.
 redis_url       (session) URL of a throwaway ``redis-server`` (Debian's package, or env ``REDIS_SERVER_BIN``).
+backend         the ML backend under gunicorn as deployed (basic auth and a webhook secret), its settings in the
+                test's environment so the importer connects it: :class:`BackendServer` (url, root, log). Helpers
+                for it, importable from conftest: :func:`import_patient`, :func:`wait_for`, :func:`wait_for_ranking`.
 
 All tests share the one server: give projects unique titles and delete what you create.
 
@@ -22,14 +25,17 @@ Tests that use ``label_studio`` are marked ``studio`` automatically, tests that 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from studio_server import (
@@ -37,6 +43,7 @@ from studio_server import (
     StudioServer,
     StudioStartError,
     free_port,
+    health_is_up,
     log_tail,
     running_studio,
     stop_process,
@@ -55,6 +62,9 @@ CHROMIUM_ARGS = [
 # /heidi-tips: the "tips" panel asks the server, which fetches them from GitHub; offline it answers 404
 # (the panel then shows its built-in tips).
 IGNORED_CONSOLE_ERRORS = ("/heidi-tips",)
+BACKGROUND_WAIT_SECONDS = 600.0  # how long to wait for the backend's background work before calling it lost
+BACKEND_AUTH = {"BASIC_AUTH_USER": "backend", "BASIC_AUTH_PASS": "backend-test-pass", "WEBHOOK_SECRET": "hook-secret"}
+BACKEND_CREDENTIALS = (BACKEND_AUTH["BASIC_AUTH_USER"], BACKEND_AUTH["BASIC_AUTH_PASS"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -188,3 +198,95 @@ def studio_page(browser: Any, label_studio: StudioServer) -> Iterator[Any]:
         yield page
     finally:
         page.context.close()
+
+
+class BackendServer(NamedTuple):
+    """The ML backend started by the ``backend`` fixture: its URL and its folder (models/, stores/, backend.log)."""
+
+    url: str
+    root: Path
+
+    @property
+    def log(self) -> Path:
+        return self.root / "backend.log"
+
+    def ranking(self, project_id: int) -> dict | None:
+        """The last ranking the backend pushed for the project (``{"version", "windows": {id: [score, cluster]}}``)."""
+        path = self.root / "models" / str(project_id) / "ranking.json"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):  # not yet, or being replaced
+            return None
+
+
+@pytest.fixture
+def backend(label_studio: StudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackendServer]:
+    """The backend under gunicorn, as the README runs it, with basic auth and a webhook secret (as deployed)."""
+    for name, value in BACKEND_AUTH.items():  # the importer connects the backend with the same settings
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    env = os.environ | {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "MODEL_DIR": str(tmp_path / "models"),
+        "WINDOW_STORE_DIR": str(tmp_path / "stores"),
+        "RETRAIN_DEBOUNCE_SECONDS": "1",
+    }
+    env.pop("REDIS_URL", None)  # retrain in the backend's own thread
+    server = BackendServer(f"http://127.0.0.1:{port}", tmp_path)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "ls_backend.wsgi:app"]
+    with open(server.log, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not health_is_up(server.url, BACKEND_CREDENTIALS):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the backend did not start:\n{log_tail(server.log)}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        stop_process(process)
+
+
+def wait_for(condition: Callable[[], Any], what: str, log: Path) -> Any:
+    """Poll ``condition`` until it returns something true (returned) or fail naming ``what``, with ``log``'s end."""
+    deadline = time.monotonic() + BACKGROUND_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} did not happen within {BACKGROUND_WAIT_SECONDS:.0f} s; log:\n{log_tail(log, 60)}")
+
+
+def wait_for_ranking(client: Any, backend: BackendServer, project_id: int, after: str | None = None) -> dict:
+    """The backend's ranking once it is live in Label Studio (the project's ``model_version`` is its version),
+    waiting for a version other than ``after``."""
+
+    def live() -> dict | None:
+        ranking = backend.ranking(project_id)
+        version = client.projects.get(project_id).model_version
+        if ranking and ranking["version"] == version and version != after:
+            return ranking
+        return None
+
+    return wait_for(live, f"a ranking of project {project_id} newer than {after!r} in Label Studio", backend.log)
+
+
+def import_patient(
+    label_studio: StudioServer, backend: BackendServer, source: Path, patient: str, *options: str
+) -> tuple[int, str]:
+    """``python -m converters.import SOURCE --patient PATIENT`` into a new project connected to ``backend``;
+    returns the project's id and title."""
+    from label_studio_sdk import LabelStudio
+
+    import converters.cli as cli
+
+    title = f"Spikes {patient} {uuid.uuid4().hex[:6]}"
+    args = [str(source), "--patient", patient, "--project", title, "--url", label_studio.url,
+            "--api-key", label_studio.token, "--store-dir", str(backend.root / "stores"),
+            "--backend-url", backend.url, *options]  # fmt: skip
+    assert cli.main(args) == 0
+    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    return next(p.id for p in client.projects.list(title=title) if p.title == title), title

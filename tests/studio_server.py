@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -45,9 +46,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _health_is_up(url: str) -> bool:
+def health_is_up(url: str, credentials: tuple[str, str] | None = None) -> bool:
+    """Whether ``url``/health answers UP (with HTTP basic auth when ``credentials`` are given)."""
+    request = urllib.request.Request(f"{url}/health")
+    if credentials:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(credentials).encode()).decode())
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200 and b"UP" in response.read()
     except (urllib.error.URLError, OSError):
         return False
@@ -140,7 +145,7 @@ def running_studio(folder: Path, port: int | None = None) -> Iterator[StudioServ
 
 
 def _wait_until_up(process: subprocess.Popen, url: str, log_path: Path, started: float) -> None:
-    while not _health_is_up(url):
+    while not health_is_up(url):
         if process.poll() is not None:
             raise StudioStartError(
                 f"Label Studio exited with code {process.returncode} before answering {url}/health; "
