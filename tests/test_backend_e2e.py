@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import BACKEND_CREDENTIALS, import_patient, wait_for_ranking
+from conftest import BACKEND_CREDENTIALS, import_patient, wait_for, wait_for_ranking
 
 from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids
@@ -29,7 +29,13 @@ def test_annotations_trigger_retraining_and_a_new_ranking(label_studio, studio_c
     response = httpx.get(f"{label_studio.url}/api/projects/{project_id}/next",
                          headers={"Authorization": f"Token {label_studio.token}"})  # fmt: skip
     assert response.json()["data"]["window_id"] == first
-    metrics = httpx.get(f"{backend.url}/metrics", auth=BACKEND_CREDENTIALS).text
-    assert "spike_backend_retrain_requests" in metrics
-    done = int(next(line.split()[1] for line in metrics.splitlines() if line.startswith("spike_backend_retrain_done")))
+    assert "spike_backend_retrain_requests" in metrics(backend)
+    # The run is counted once it ends, a moment after its ranking went live (the budget is written last).
+    done = wait_for(lambda: metrics(backend).get("spike_backend_retrain_done"), "a finished run", backend.log)
     assert 1 <= done <= 4  # the cold-start ranking, then ten webhooks coalesced into one or two trainings
+
+
+def metrics(backend) -> dict[str, float]:
+    """The backend's /metrics as {name: value}."""
+    text = httpx.get(f"{backend.url}/metrics", auth=BACKEND_CREDENTIALS).text
+    return {name: float(value) for name, value in (line.split() for line in text.splitlines() if line)}
