@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
+from conftest import serving
 
 from ls_backend.app import create_app
 from ls_backend.budget import Budget, compute_status
@@ -41,13 +39,8 @@ def report_server(tmp_path):
     settings = Settings(model_dir=tmp_path / "models", basic_auth_user=CREDENTIALS["username"],
                         basic_auth_pass=CREDENTIALS["password"])  # fmt: skip
     save_status(settings.model_dir, demo_status())
-    server = make_server("127.0.0.1", 0, create_app(settings, engine=None), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serving(create_app(settings, engine=None)) as url:
+        yield url
 
 
 def test_the_report_page_reads_well_in_chromium(browser, report_server, tmp_path, request):

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import re
 import shlex
-import threading
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -15,7 +14,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from werkzeug.serving import make_server
+from conftest import serving
 
 from ls_backend.app import create_app
 from ls_backend.config import Settings
@@ -143,14 +142,8 @@ def test_image_installs_the_pinned_cpu_torch_and_requirements(dockerfile):
 @pytest.fixture
 def served_backend() -> Iterator[str]:
     """The backend's HTTP layer with basic auth, served on a free port (no model: /health does not need one)."""
-    settings = Settings(basic_auth_user="u", basic_auth_pass="p")
-    server = make_server("127.0.0.1", 0, create_app(settings, engine=None), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/health"
-    finally:
-        server.shutdown()
+    with serving(create_app(Settings(basic_auth_user="u", basic_auth_pass="p"), engine=None)) as url:
+        yield f"{url}/health"
 
 
 def test_healthcheck_sends_the_backend_credentials(served_backend):
