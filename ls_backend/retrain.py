@@ -298,7 +298,9 @@ def push_ranking(
     Nothing is pushed when ``version`` is already live. A large project is ranked in two parts: first the
     ``PRIORITY_TASKS`` tasks most likely to matter (the best of the previous ranking, tasks it has not seen, and a
     random draw), whose ranking goes live at once; then the others, which follow them (scores above the first
-    part's) and join the same version as they are written. The previous version's predictions are then deleted.
+    part's) and join the same version as they are written. The predictions of the version before the previous one
+    are then deleted: the previous version's stay, because a clinician may have a task open with its
+    pre-annotation, and Label Studio refuses to save an annotation whose parent prediction is gone (400).
     """
     stages = Stages() if stages is None else stages
     path = engine.registry.project_dir(project) / "ranking.json"
@@ -321,13 +323,14 @@ def push_ranking(
             for first in range(0, len(predictions), PUSH_BATCH):
                 client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
             windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
-            write_json_atomic(path, {"version": version, "windows": windows})
+            written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
+            write_json_atomic(path, written)
             if k == 0:
                 client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
                 stages.mark("live")
                 logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
     with stages("cleanup"):
-        _delete_old_ranking(client, project, previous.get("version"), version)
+        _delete_old_ranking(client, project, previous.get("previous_version"), {version, previous.get("version")})
     return sum(len(part) for part in parts)
 
 
@@ -375,9 +378,9 @@ def _read_ranking(path) -> dict:
         return {}
 
 
-def _delete_old_ranking(client: Any, project: str, old: str | None, new: str) -> None:
-    """The previous ranking's predictions, once the new one is live (each run would otherwise add one per task)."""
-    if old and old != new and (old == COLD_START_VERSION or old.startswith(f"p{project}-v")):
+def _delete_old_ranking(client: Any, project: str, old: str | None, kept: set[str | None]) -> None:
+    """An old ranking's predictions, once a newer one is live (each run would otherwise add one per task)."""
+    if old and old not in kept and (old == COLD_START_VERSION or old.startswith(f"p{project}-v")):
         try:
             studio.delete_predictions(client, int(project), old)
         except studio.StudioError as err:  # the new ranking is live: only the database keeps more rows
