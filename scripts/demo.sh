@@ -34,7 +34,8 @@ if curl -sf "$LABEL_STUDIO_URL/health" >/dev/null 2>&1; then
 else
     say "starting Label Studio at $LABEL_STUDIO_URL (the first start runs migrations: about a minute)"
     # ML_BLOCK_LOCAL_IP / SSRF_PROTECTION_ENABLED: let the server reach an ML backend on localhost.
-    ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false setsid .venv-ls/bin/label-studio start \
+    # fflag_..._predictions_import: pushing a ranking recounts only its tasks, not the whole project (see README).
+    ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true setsid .venv-ls/bin/label-studio start \
         --data-dir "$DEMO_DIR/label-studio" -p "$PORT" --host "$LABEL_STUDIO_URL" --no-browser \
         --username "$DEMO_USER" --password "$DEMO_PASSWORD" --user-token "$DEMO_TOKEN" \
         --enable-legacy-api-token > "$DEMO_DIR/label-studio.log" 2>&1 &
