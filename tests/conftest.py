@@ -222,8 +222,13 @@ class BackendServer(NamedTuple):
 
 
 @pytest.fixture
-def backend(label_studio: StudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackendServer]:
-    """The backend under gunicorn, as the README runs it, with basic auth and a webhook secret (as deployed)."""
+def backend(
+    request: pytest.FixtureRequest, label_studio: StudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BackendServer]:
+    """The backend under gunicorn, as the README runs it, with basic auth and a webhook secret (as deployed).
+
+    Parametrized indirectly with ``"rq"``, retrainings go through Redis (``redis_url``) to a
+    ``python -m ls_backend.worker`` process, whose output goes to the same log."""
     for name, value in BACKEND_AUTH.items():  # the importer connects the backend with the same settings
         monkeypatch.setenv(name, value)
     port = free_port()
@@ -235,11 +240,18 @@ def backend(label_studio: StudioServer, tmp_path: Path, monkeypatch: pytest.Monk
         "RETRAIN_DEBOUNCE_SECONDS": "1",
     }
     env.pop("REDIS_URL", None)  # retrain in the backend's own thread
+    commands = [[str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                 "--threads", "4", "ls_backend.wsgi:app"]]  # fmt: skip
+    if getattr(request, "param", "thread") == "rq":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+        commands.append([sys.executable, "-m", "ls_backend.worker"])
     server = BackendServer(f"http://127.0.0.1:{port}", tmp_path)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "ls_backend.wsgi:app"]
     with open(server.log, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        processes = [
+            subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            for command in commands
+        ]
+    process = processes[0]
     try:
         deadline = time.monotonic() + 60
         while not health_is_up(server.url, BACKEND_CREDENTIALS):
@@ -248,7 +260,8 @@ def backend(label_studio: StudioServer, tmp_path: Path, monkeypatch: pytest.Monk
             time.sleep(0.5)
         yield server
     finally:
-        stop_process(process)
+        for each in processes:
+            stop_process(each)
 
 
 def wait_for(condition: Callable[[], Any], what: str, log: Path) -> Any:
