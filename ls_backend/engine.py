@@ -34,8 +34,15 @@ class SpikeEngine:
         self._rankings: dict[str, tuple[int, dict]] = {}
 
     def model_version(self, project: str) -> str:
+        """The version of the live ranking when it is the serving model's (``p3-v0002``, ``p3-v0002-r2``, with the
+        budget mark), else the serving model's (its ranking is being pushed), or ``cold-start``."""
         version = self.registry.current_version(project)
-        return COLD_START_VERSION if version is None else marked_version(self.registry.project_dir(project), version)
+        if version is None:
+            return COLD_START_VERSION
+        live = self._pushed(project).get("version") or ""
+        if live == version or live.startswith(version + "-"):
+            return live
+        return marked_version(self.registry.project_dir(project), version)
 
     def versions(self, project: str | None = None) -> list[dict]:
         projects = [project] if project else sorted(p.name for p in self.settings.model_dir.glob("[0-9]*"))
@@ -72,15 +79,19 @@ class SpikeEngine:
         retrain_project(self, project)
 
     def _ranking(self, project: str) -> dict:
-        """``{window_id: [score, cluster]}`` of the last pushed ranking (re-read only when the file changes)."""
+        """``{window_id: [score, cluster]}`` of the last pushed ranking."""
+        return self._pushed(project).get("windows") or {}
+
+    def _pushed(self, project: str) -> dict:
+        """The last pushed ranking (``ranking.json``: version, windows), re-read only when the file changes."""
         path = self.registry.project_dir(project) / "ranking.json"
         try:
             stamp = path.stat().st_mtime_ns
             cached = self._rankings.get(project)
             if cached is None or cached[0] != stamp:
-                self._rankings[project] = cached = (stamp, json.loads(path.read_text())["windows"])
+                self._rankings[project] = cached = (stamp, json.loads(path.read_text()))
             return cached[1]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
     @staticmethod

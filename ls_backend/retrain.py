@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -126,7 +127,10 @@ def _retrain(
     else:
         logger.info("project %s: candidate not better than the serving model (%s): kept it", project, metrics)
     detector, _ = engine.registry.load(project)
-    version = budget.ranking_version(engine.settings, project, engine.registry.current_version(project), labels)
+    base = engine.registry.current_version(project)
+    if not promoted:  # the same model, new labels: a new ranking of it, under a version of its own
+        base = rerank_version(base, _read_ranking(engine.registry.project_dir(project) / "ranking.json").get("version"))
+    version = budget.ranking_version(engine.settings, project, base, labels)
     scorer = partial(ModelScorer, detector)
     n_ranked = push_ranking(engine, client, project, version, index, labeled, scorer, strategy, stages)
     with stages("budget"):
@@ -369,6 +373,15 @@ def _score_tasks(
             scorer.add(store.read_windows(window_ids), onsets, store.ch_names, store.sfreq, batch)
             order.extend(batch)
     return order
+
+
+def rerank_version(model_version: str, live: str | None) -> str:
+    """The version of a new ranking by the serving model: ``p3-v0002``, then ``p3-v0002-r2``, ``p3-v0002-r3`` ..."""
+    live = (live or "").removesuffix(budget.SPENT_SUFFIX)
+    if live == model_version:
+        return f"{model_version}-r2"
+    found = re.fullmatch(re.escape(model_version) + r"-r(\d+)", live)
+    return f"{model_version}-r{int(found.group(1)) + 1}" if found else model_version
 
 
 def _read_ranking(path) -> dict:

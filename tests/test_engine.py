@@ -93,3 +93,17 @@ def test_scores_come_from_the_last_pushed_ranking(patient, tmp_path):
     ranking_path.write_text(json.dumps({"version": "cold-start", "windows": {first: [0.7, 1]}}))
     os.utime(ranking_path, ns=(1, 10**18))  # a new ranking file is picked up
     assert predict(client, tasks)[3]["cluster"] == 1
+
+
+def test_the_version_answered_is_the_live_ranking_of_the_serving_model(tmp_path):
+    from model_helpers import TINY, toy_windows
+
+    X, y = toy_windows()
+    settings = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    engine = SpikeEngine(settings)
+    ModelRegistry(settings.model_dir).promote(1, SpikeDetector(**TINY).fit(X, y), {"labels_used": len(y)})
+    ranking = settings.model_dir / "1" / "ranking.json"
+    for live, answered in [("cold-start", "p1-v0001"), ("p1-v0001-r2", "p1-v0001-r2"), ("p1-v0001", "p1-v0001")]:
+        ranking.write_text(json.dumps({"version": live, "windows": {}}))
+        os.utime(ranking, ns=(0, len(live)))  # a new modification time for each write
+        assert engine.model_version("1") == answered

@@ -17,3 +17,11 @@ def test_a_large_project_puts_the_previous_best_and_unseen_tasks_first(monkeypat
     assert len(first) == 10 and len(second) == 90 and set(first) | set(second) == set(index)
     assert {42, 0, 1, 2, 3} <= set(first)  # the new task, then the previous ranking's best half
     assert first == sorted(first) and second == sorted(second)
+
+
+def test_a_kept_model_ranks_again_under_a_version_of_its_own():
+    assert retrain.rerank_version("p3-v0002", None) == "p3-v0002"  # its first ranking
+    assert retrain.rerank_version("p3-v0002", "p3-v0001") == "p3-v0002"
+    assert retrain.rerank_version("p3-v0002", "p3-v0002") == "p3-v0002-r2"
+    assert retrain.rerank_version("p3-v0002", "p3-v0002-r2-budget-spent") == "p3-v0002-r3"
+    assert retrain.rerank_version("p3-v0002", "p3-v00021") == "p3-v0002"

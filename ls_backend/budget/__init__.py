@@ -8,9 +8,10 @@ and once a project's budget is spent its ranking is pushed as ``<version>-budget
 from .curve import Assessment, LearningCurve, assess, fit_learning_curve
 from .plan import Budget, load_budget, save_budget
 from .refresh import after_retraining, refresh_report
-from .status import BudgetStatus, compute_status, marked_version, ranking_version
+from .status import SPENT_SUFFIX, BudgetStatus, compute_status, marked_version, ranking_version
 
 __all__ = [
+    "SPENT_SUFFIX",
     "Assessment",
     "Budget",
     "BudgetStatus",
