@@ -45,6 +45,8 @@ MIN_VALIDATION = 10  # labels needed (with both classes) before a candidate must
 BATCH = 256
 PUSH_BATCH = 500
 PRIORITY_TASKS = 4000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
+COLD_EPOCHS = 15  # the first model of a project
+FINE_TUNE_EPOCHS = 5  # a model warm-started from the serving one, and the refit with pseudo-labels
 PSEUDO_POOL = 500  # unlabeled windows offered to pseudo-labelling each run (confident ones join, weight 0.3)
 # At most a fifth of them per class, so the second fit costs at most about twice the first.
 PSEUDO_PARAMS = PseudoLabelParams(max_fraction=0.2)
@@ -190,7 +192,7 @@ def train_and_validate(
             validation[rng.choice(rows, max(1, len(rows) // 5), replace=False)] = True
     train = ~validation
     init = serving if serving is not None and serving.n_times_ == X.shape[2] else None
-    candidate = SpikeDetector(sfreq=sfreq, seed=seed)
+    candidate = SpikeDetector(sfreq=sfreq, seed=seed, epochs=FINE_TUNE_EPOCHS if init is not None else COLD_EPOCHS)
     metrics: dict = {"n_train": int(train.sum()), "n_validation": int(validation.sum())}
     if X_free is not None and hard[train].any() and (~hard[train]).any():
         candidate, rounds = fit_with_pseudo_labels(
@@ -202,6 +204,7 @@ def train_and_validate(
             params=PSEUDO_PARAMS,
             init_from=init,
             dense_targets=dense[train],
+            refit_epochs=FINE_TUNE_EPOCHS,
         )
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
     else:

@@ -160,11 +160,13 @@ def fit_with_pseudo_labels(
     sample_weight: np.ndarray | None = None,
     init_from: SpikeDetector | None = None,
     dense_targets: np.ndarray | None = None,
+    refit_epochs: int | None = None,
 ) -> tuple[SpikeDetector, list[SelfTrainingRound]]:
     """Self-training: fit on the human labels, then ``rounds`` times pseudo-label the unlabelled windows with the
     current model and refit on both (each round starts from the previous round's weights; pseudo-labels are
     recomputed from scratch every round, so a window may enter and leave). ``dense_targets`` of the labelled
-    windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none."""
+    windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none. ``refit_epochs`` (default:
+    the detector's) is for the refits, which start from the previous fit's weights."""
     params = params or PseudoLabelParams()
     n_lab = len(X_labelled)
     weight = np.ones(n_lab, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
@@ -188,7 +190,8 @@ def fit_with_pseudo_labels(
         logger.info("self-training round %d: %d pseudo-positive, %d pseudo-negative", *vars(log[-1]).values())
         keep = human | selected
         dense_keep = None if dense_all is None else dense_all[keep]
-        model = detector.clone().fit(
+        refit = detector.clone() if refit_epochs is None else detector.clone(epochs=refit_epochs)
+        model = refit.fit(
             X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=model, dense_targets=dense_keep
         )
     return model, log
