@@ -284,9 +284,10 @@ def _decimated_chunks(
     """The recording decimated by ``rs.q`` and montaged, in consecutive blocks, computed on two threads."""
     nan_counts = np.zeros(len(plan.picks), np.int64)
     lock = threading.Lock()
+    read_lock = contextlib.nullcontext() if recording.thread_safe else lock  # most readers keep buffers: one at a time
 
     def read(start: int, stop: int) -> np.ndarray:
-        with gate.turn():
+        with read_lock:
             recording.prefetch(stop, stop + (stop - start))  # the disk fetches the next chunk meanwhile
             data = recording.read(start, stop, plan.picks)
         if not np.isfinite(data.sum(axis=1)).all():
@@ -299,7 +300,6 @@ def _decimated_chunks(
     n_out = recording.n_times // rs.q
     step = max(1, int(params.chunk_seconds * recording.sfreq) // rs.q)
     spans = [(start, min(start + step, n_out)) for start in range(0, n_out, step)]
-    gate = _FileOrder(spans)
     if rs.q > 1:
         # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
         cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
@@ -307,43 +307,11 @@ def _decimated_chunks(
         work = partial(decimate_span, read, recording.n_times, taps)
     else:
         work = read
-    for block in _in_order(gate.numbered(work), spans):
+    for block in _in_order(work, spans):
         yield plan.montage.apply(block)
     if nan_counts.any():
         names = [f"{recording.ch_names[i]} ({n} samples)" for i, n in zip(plan.picks, nan_counts) if n]
         logger.warning("%s: NaN samples set to 0 in %s", recording.path.name, ", ".join(names))
-
-
-class _FileOrder:
-    """Reads one at a time and in the order of their spans, while decimation runs in parallel: the disk sees one
-    sequential stream (its readahead follows it), and readers that keep one buffer are never read concurrently."""
-
-    def __init__(self, spans: list[tuple[int, int]]):
-        self._number = {span: k for k, span in enumerate(spans)}
-        self._next = 0
-        self._cond = threading.Condition()
-        self._local = threading.local()
-
-    def numbered(self, work: Callable[[int, int], np.ndarray]) -> Callable[[int, int], np.ndarray]:
-        """``work`` whose read waits for the turn of its span (spans must start in order, as in ``_in_order``)."""
-
-        def numbered_work(start: int, stop: int) -> np.ndarray:
-            self._local.number = self._number[(start, stop)]
-            return work(start, stop)
-
-        return numbered_work
-
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        number = self._local.number
-        with self._cond:
-            self._cond.wait_for(lambda: self._next == number)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._next += 1
-                self._cond.notify_all()
 
 
 def _in_order(work: Callable[[int, int], np.ndarray], spans: list[tuple[int, int]], workers: int = 2):
