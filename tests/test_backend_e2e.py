@@ -32,9 +32,8 @@ def test_annotations_trigger_retraining_and_a_new_ranking(label_studio, studio_c
     assert response.json()["data"]["window_id"] == first
     assert "spike_backend_retrain_requests" in metrics(backend)
     # A run is logged once it ends, a moment after its ranking went live (the budget is written last).
-    done = wait_for(lambda: finished_runs(backend, project_id) >= 2 and finished_runs(backend, project_id),
-                    "a finished training run", backend.log)  # fmt: skip
-    assert done <= 4  # the cold-start ranking, then ten webhooks coalesced into one or two trainings
+    done = wait_for(lambda: finished_runs(backend, project_id), "a finished training run", backend.log)
+    assert done <= 4  # the cold-start ranking (unless the labels came first), then one or two trainings
 
 
 def finished_runs(backend, project_id: int) -> int:
