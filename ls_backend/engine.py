@@ -39,7 +39,7 @@ class SpikeEngine:
         version = self.registry.current_version(project)
         if version is None:
             return COLD_START_VERSION
-        live = self._pushed(project).get("version") or ""
+        live = self.live_ranking(project).get("version") or ""
         if live == version or live.startswith(version + "-"):
             return live
         return marked_version(self.registry.project_dir(project), version)
@@ -80,9 +80,9 @@ class SpikeEngine:
 
     def _ranking(self, project: str) -> dict:
         """``{window_id: [score, cluster]}`` of the last pushed ranking."""
-        return self._pushed(project).get("windows") or {}
+        return self.live_ranking(project).get("windows") or {}
 
-    def _pushed(self, project: str) -> dict:
+    def live_ranking(self, project: str) -> dict:
         """The last pushed ranking (``ranking.json``: version, windows), re-read only when the file changes."""
         path = self.registry.project_dir(project) / "ranking.json"
         try:

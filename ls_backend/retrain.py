@@ -8,7 +8,6 @@ and ranking serving, and the next trigger simply runs again.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -131,7 +130,7 @@ def _retrain(
     detector, _ = engine.registry.load(project)
     base = engine.registry.current_version(project)
     if not promoted:  # the same model, new labels: a new ranking of it, under a version of its own
-        base = rerank_version(base, _read_ranking(engine.registry.project_dir(project) / "ranking.json").get("version"))
+        base = rerank_version(base, engine.live_ranking(project).get("version"))
     version = budget.ranking_version(engine.settings, project, base, labels)
     scorer = partial(ModelScorer, detector)
     n_ranked = push_ranking(engine, client, project, version, index, labeled, scorer, strategy, stages)
@@ -311,7 +310,7 @@ def push_ranking(
     """
     stages = Stages() if stages is None else stages
     path = engine.registry.project_dir(project) / "ranking.json"
-    previous = _read_ranking(path)
+    previous = engine.live_ranking(project)
     if previous.get("version") == version:  # the serving model was kept: its ranking stands (labeled tasks drop out)
         logger.info("project %s: model %s kept, its ranking stays live", project, version)
         return 0
@@ -385,13 +384,6 @@ def rerank_version(model_version: str, live: str | None) -> str:
         return f"{model_version}-r2"
     found = re.fullmatch(re.escape(model_version) + r"-r(\d+)", live)
     return f"{model_version}-r{int(found.group(1)) + 1}" if found else model_version
-
-
-def _read_ranking(path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def _delete_old_ranking(client: Any, project: str, old: str | None, kept: set[str | None]) -> None:

@@ -51,14 +51,20 @@ class RQDispatcher:
         self.redis.delete(_PENDING_KEY.format(key))
 
 
+def _settings() -> Settings:
+    """The settings from the environment; a worker without ``REDIS_URL`` has nothing to take jobs from."""
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is not set: start the worker with the Redis URL the backend uses")
+    return settings
+
+
 @cache
 def _worker_state() -> tuple[RetrainQueue, RQDispatcher]:
     """The engine and queue of this worker process, built once (models stay cached between jobs)."""
     from .engine import SpikeEngine  # torch and the model: only in workers
 
-    settings = Settings.from_env()
-    if not settings.redis_url:
-        raise RuntimeError("REDIS_URL is not set: RQ workers need the Redis the web processes enqueue into")
+    settings = _settings()
     dispatcher = RQDispatcher(settings.redis_url)
     queue = RetrainQueue(settings.model_dir, SpikeEngine(settings).retrain, settings.retrain_debounce_seconds)
     return queue, dispatcher
@@ -82,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
-        if not settings.redis_url:
-            raise ValueError("REDIS_URL is not set: start the worker with the Redis URL the backend uses")
+        settings = _settings()
     except ValueError as err:
         print(f"python -m ls_backend.worker: {err}", file=sys.stderr)
         return 2
