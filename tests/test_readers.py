@@ -437,6 +437,24 @@ def test_edf_plus_annotations_from_real_files() -> None:
         assert rec.meas_date is not None and rec.meas_date.microsecond == 394531
 
 
+@pytest.mark.parametrize("bdf", [False, True])
+def test_edf_direct_reads_match_page_cache_reads(bdf: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files are read with O_DIRECT (aligned blocks around unaligned records): same samples."""
+    import converters.readers.edf as edf
+
+    path = write_edf(tmp_path / ("x.bdf" if bdf else "x.edf"), _signal(3, int(SFREQ * 9), SFREQ), SFREQ, bdf=bdf)
+    with read_edf(path) as rec:
+        assert rec._direct_fd is None  # small file: page cache
+        expected = [rec.read(a, b) for a, b in [(0, 700), (333, 1999), (1000, rec.n_times)]]
+    monkeypatch.setattr(edf, "DIRECT_READ_BYTES", 0)
+    with read_edf(path) as rec:
+        if rec._direct_fd is None:
+            pytest.skip("this file system does not support O_DIRECT")
+        got = [rec.read(a, b) for a, b in [(0, 700), (333, 1999), (1000, rec.n_times)]]
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_edf_writer_roundtrip_units_and_annotations(tmp_path: Path) -> None:
     data = _signal(3, 512, SFREQ)
     path = write_edf(

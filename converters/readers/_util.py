@@ -1,15 +1,18 @@
-"""Helpers shared by the readers (units, channel names, annotations, MNE warnings)."""
+"""Helpers shared by the readers (units, channel names, annotations, MNE warnings, direct reads)."""
 
 from __future__ import annotations
 
 import io
 import logging
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
+
+import numpy as np
 
 from .base import Annotation
 
@@ -78,9 +81,7 @@ def unique_names(names: Iterable[str]) -> list[str]:
     return out
 
 
-def keep_annotations_inside(
-    path: Path, annotations: Iterable[Annotation], duration: float
-) -> list[Annotation]:
+def keep_annotations_inside(path: Path, annotations: Iterable[Annotation], duration: float) -> list[Annotation]:
     """Annotations with a finite onset in ``[0, duration]``, sorted by onset; the others are logged."""
     kept, dropped = [], 0
     tolerance = 1e-6 * max(1.0, duration)
@@ -125,3 +126,35 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+ALIGN = 4096  # O_DIRECT: buffer address, file offset and length in multiples of the logical block size
+
+
+def open_direct(path: Path) -> int | None:
+    """A read-only descriptor with ``O_DIRECT`` (no page cache), or None where the file system refuses it."""
+    if not hasattr(os, "O_DIRECT"):
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:  # e.g. tmpfs, some network file systems
+        return None
+
+
+def aligned_bytes(n: int) -> np.ndarray:
+    """``n`` bytes (rounded up to ``ALIGN``) at an aligned address, for direct reads."""
+    n = -(-n // ALIGN) * ALIGN
+    raw = np.empty(n + ALIGN, np.uint8)
+    skip = -raw.ctypes.data % ALIGN
+    return raw[skip : skip + n]
+
+
+def pread_all(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``offset`` (fewer bytes only at the end of the file); the number of bytes read."""
+    done = 0
+    while done < len(view):
+        n_read = os.preadv(fd, [view[done:]], offset + done)
+        if n_read == 0:
+            break
+        done += n_read
+    return done

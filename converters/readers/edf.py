@@ -3,6 +3,8 @@
 The header is parsed here and whole data records are read with ``pread`` into a reused buffer, so reading a
 chunk costs O(chunk) whatever the length of the recording, and the process's memory does not grow as the file
 is read (a memory map would add every page read to its RSS). MNE's EDF reader is several times slower.
+Files of ``DIRECT_READ_BYTES`` or more are read with ``O_DIRECT`` where the file system allows it: a multi-hour
+file is read once, and going through the page cache cost almost a whole core at 500 MB/s on a 2-core machine.
 
 What it returns:
 
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import keep_annotations_inside, unique_names, uv_per_unit
+from ._util import ALIGN, aligned_bytes, keep_annotations_inside, open_direct, pread_all, unique_names, uv_per_unit
 from .base import Annotation, Recording, RecordingError
 
 logger = logging.getLogger(__name__)
@@ -249,9 +251,7 @@ def channel_type(label: str) -> str:
 
 def _data_signal_indices(path: Path, signals: list[EdfSignal]) -> list[int]:
     """Signals to expose: not annotations, not triggers, and at the most common samples-per-record."""
-    candidates = [
-        i for i, s in enumerate(signals) if not s.is_annotation and s.label.lower() not in _STIM_LABELS
-    ]
+    candidates = [i for i, s in enumerate(signals) if not s.is_annotation and s.label.lower() not in _STIM_LABELS]
     if not candidates:
         raise RecordingError(f"{path}: no signal channels (only annotations or triggers)")
     counts = Counter(signals[i].n_samples for i in candidates)
@@ -292,6 +292,9 @@ def _scaling(path: Path, signals: list[EdfSignal]) -> tuple[np.ndarray, np.ndarr
     return np.array(gains), np.array(offsets), types
 
 
+DIRECT_READ_BYTES = 1 << 30  # files this large bypass the page cache
+
+
 class EdfRecording(Recording):
     """A continuous EDF/BDF file read record-aligned with ``pread`` into a reused buffer (one per thread).
 
@@ -299,6 +302,7 @@ class EdfRecording(Recording):
     """
 
     _fd: int | None
+    _direct_fd: int | None  # O_DIRECT descriptor of a large file (None: read through the page cache)
     _dtype: np.dtype
     _local: threading.local  # one reusable buffer per thread: reads may run concurrently
     _width: int
@@ -335,6 +339,7 @@ class EdfRecording(Recording):
             annotations=keep_annotations_inside(path, annotations, n_times / sfreq),
         )
         rec._fd, rec._header, rec._spr, rec._width = os.open(path, os.O_RDONLY), header, spr, width
+        rec._direct_fd = open_direct(path) if path.stat().st_size >= DIRECT_READ_BYTES else None
         rec._dtype, rec._local = dtype, threading.local()
         rec.thread_safe = True
         rec._offsets = starts[picks].astype(np.int64)
@@ -368,22 +373,30 @@ class EdfRecording(Recording):
         """Data records ``first:last`` as ``[records, width]``, valid until the next call."""
         if self._fd is None:
             raise RecordingError(f"{self.path}: the recording is closed")
-        count = (last - first) * self._width
+        record_bytes = self._width * self._dtype.itemsize
+        offset = self._header.header_bytes + first * record_bytes
+        count = (last - first) * record_bytes
+        if self._direct_fd is not None:  # whole aligned blocks around the records
+            skip = offset % ALIGN
+            view = self._buffer(skip + count)
+            done = pread_all(self._direct_fd, memoryview(view), offset - skip) - skip
+            data = view[skip : skip + count]
+        else:
+            data = self._buffer(count)[:count]
+            done = pread_all(self._fd, memoryview(data), offset)
+        if done < count:
+            raise RecordingError(f"{self.path}: file ended inside data record {first + max(done, 0) // record_bytes}")
+        return data.view(self._dtype).reshape(last - first, self._width)
+
+    def _buffer(self, n_bytes: int) -> np.ndarray:
+        """This thread's reusable, aligned read buffer of at least ``n_bytes``."""
         buffer = getattr(self._local, "buffer", None)
-        if buffer is None or buffer.size < count:
-            buffer = self._local.buffer = np.empty(count, self._dtype)
-        view = memoryview(buffer[:count]).cast("B")
-        offset = self._header.header_bytes + first * self._width * self._dtype.itemsize
-        done = 0
-        while done < len(view):
-            n_read = os.preadv(self._fd, [view[done:]], offset + done)
-            if n_read == 0:
-                raise RecordingError(f"{self.path}: file ended inside data record {first + done // self._width}")
-            done += n_read
-        return buffer[:count].reshape(last - first, self._width)
+        if buffer is None or buffer.size < n_bytes:
+            buffer = self._local.buffer = aligned_bytes(n_bytes)
+        return buffer[: -(-n_bytes // ALIGN) * ALIGN]
 
     def prefetch(self, start: int, stop: int) -> None:
-        if self._fd is None or stop <= start:
+        if self._fd is None or self._direct_fd is not None or stop <= start:
             return
         n = self._spr
         first, last = start // n, -(-stop // n)
@@ -392,9 +405,10 @@ class EdfRecording(Recording):
         os.posix_fadvise(self._fd, offset, (last - first) * record_bytes, os.POSIX_FADV_WILLNEED)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._direct_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._direct_fd = None
 
 
 def _annotation_bytes(path: Path, header: EdfHeader, starts: np.ndarray, n_records: int) -> list[bytes]:
@@ -416,6 +430,7 @@ def _annotation_bytes(path: Path, header: EdfHeader, starts: np.ndarray, n_recor
     finally:
         os.close(fd)
     return [bytes(b) for b in out]
+
 
 def parse_tal(channels: list[bytes]) -> tuple[float, list[Annotation]]:
     """Parse EDF+ time-stamped annotation lists.
