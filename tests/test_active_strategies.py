@@ -281,6 +281,18 @@ def test_mixed_without_embeddings_or_model_still_ranks():
     assert detector_only.order[0] == 20
 
 
+def test_mixed_trusts_the_detector_until_the_model_has_seen_this_patients_spikes():
+    """A cohort model's probabilities on a new patient are untested: the classical detector picks the likely
+    positives until the labels hold ``trust_after_positives`` spikes."""
+    proba, detector = np.linspace(0, 1, 21), np.linspace(1, 0, 21)
+    no_spikes = PoolView(proba=proba, detector_score=detector, labeled_embeddings=np.zeros((4, 1)),
+                         labeled_y=np.zeros(4))
+    assert Mixed(positive_share=0.25).rank(no_spikes, batch_size=4, rng=0).order[0] == 0
+    spikes = PoolView(proba=proba, detector_score=detector, labeled_embeddings=np.zeros((4, 1)),
+                      labeled_y=np.r_[np.ones(3), np.zeros(1)])
+    assert Mixed(positive_share=0.75).rank(spikes, batch_size=8, rng=0).order[0] == 20
+
+
 def test_mixed_bald_uncertainty_uses_the_draws():
     mc = np.vstack([np.full((20, 6), 0.5), np.tile([0.05, 0.95], (20, 3))])
     ranking = Mixed(uncertainty="bald", positive_share=0).rank(PoolView(mc_proba=mc), batch_size=5, rng=0)

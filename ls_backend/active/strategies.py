@@ -235,8 +235,10 @@ class Mixed(Strategy):
     1. Utility = model uncertainty (entropy of the spike probability; ``uncertainty="bald"`` uses the MC draws)
        times typicality ``** density_weight`` (dense regions first: no outliers). Without a model the utility is
        the typicality alone.
-    2. Class balance: spikes are rare, so part of each batch goes to likely positives (``proba``, else the detector
-       score): ``positive_share`` of the batch, fewer when the labels already hold that share of positives.
+    2. Class balance: spikes are rare, so part of each batch goes to likely positives: ``positive_share`` of the
+       batch, fewer when the labels already hold that share of positives. Likely by the model's ``proba`` once the
+       labels hold ``trust_after_positives`` spikes of this patient; before that (no model, or a cohort model that
+       has seen none of this patient's spikes) by the classical detector's score where the pool has it.
     3. The rest of the batch goes round-robin over k-means groups of ``embeddings`` (``n_clusters``, default
        ``batch_size``), groups with the fewest labels first, best utility inside each.
     4. No near-duplicates: a window closer than the ``duplicate_quantile`` of pairwise distances to a window already
@@ -256,6 +258,7 @@ class Mixed(Strategy):
         duplicate_quantile: float = 0.02,
         uncertainty: str = "entropy",
         n_neighbors: int = 20,
+        trust_after_positives: int = 3,
     ):
         self.n_clusters = n_clusters
         self.positive_share = positive_share
@@ -263,6 +266,7 @@ class Mixed(Strategy):
         self.duplicate_quantile = duplicate_quantile
         self.uncertainty = uncertainty
         self.n_neighbors = n_neighbors
+        self.trust_after_positives = trust_after_positives
 
     def _check_params(self) -> None:
         if not 0 <= self.positive_share <= 1:
@@ -299,7 +303,10 @@ class Mixed(Strategy):
 
     def _positive_likelihood(self, pool: PoolView) -> np.ndarray | None:
         proba = pool.mean_proba()
-        return proba if proba is not None else pool.detector_score
+        n_positives = 0 if pool.labeled_y is None else int(np.sum(pool.labeled_y >= 0.5))
+        if pool.detector_score is not None and (proba is None or n_positives < self.trust_after_positives):
+            return pool.detector_score
+        return proba
 
     def _positive_quota(self, pool: PoolView, batch_size: int) -> int:
         """Windows of this batch reserved for likely positives: ``positive_share`` of the batch, fewer when that many
