@@ -290,9 +290,24 @@ def compare(summary: dict, a: str, b: str, budget: int, metric: str = "auprc") -
     return {"ratio": la["mean"] / lb["mean"], "note": ""}
 
 
-def targets(summary: dict, warm_names: list[str], budget: int) -> dict[str, Any]:
-    """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved)."""
+def labels_to_match(curves: dict[str, dict[int, list[dict]]], a: str, b: str, metric: str = "auprc") -> dict:
+    """Per seed, the labels ``a`` needs to reach the score ``b`` ends with (at the budget), over ``b``'s labels:
+    a paired measure that exists when ``b`` never reaches 95 % of full supervision."""
+    if a not in curves or b not in curves:
+        return {"ratio_per_seed": None, "note": f"{a} or {b} not run"}
+    per_seed = {}
+    for seed, curve in curves[b].items():
+        needed = labels_to_reach(curves[a][seed], metric, curve[-1][metric])
+        per_seed[seed] = None if needed is None else needed / curve[-1]["labels"]
+    return {"ratio_per_seed": per_seed, "metric": metric, "note": f"labels {a} needs to reach {b}'s final {metric}"}
+
+
+def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | None = None) -> dict[str, Any]:
+    """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved).
+    With ``curves``, also the labels mixed needs to match random's final score (per seed)."""
     out: dict[str, Any] = {"mixed_vs_random": {**compare(summary, "mixed", "random", budget), "target": "<= 1/3"}}
+    if curves is not None:
+        out["mixed_matches_random_final"] = labels_to_match(curves, "mixed", "random")
     if warm_names:
         savings = {}
         for name in warm_names:
@@ -477,7 +492,7 @@ class Run:
             },
             "curves": {n: {str(s): c for s, c in by_seed.items()} for n, by_seed in curves.items()},
             "summary": summary,
-            "targets": targets(summary, list(warm_names), settings.budget),
+            "targets": targets(summary, list(warm_names), settings.budget, curves),
             "wall_seconds": time.perf_counter() - self.started,
             "jobs": args.jobs,
             "wall_seconds_data": self.data_seconds,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from ls_backend.model.estimator import NotFittedError, inference_batch_size
 from ls_backend.model.losses import balanced_indices, soft_focal_loss
 from ls_backend.model.metrics import auprc, best_threshold, evaluate, event_metrics, f1_at
 from ls_backend.model.regions import extract_regions
-from ls_backend.model.resnet1d import conv1d_same, count_parameters, fuse_batchnorm, receptive_field, smooth_max
+from ls_backend.model.resnet1d import conv_nhwc, count_parameters, fuse_batchnorm, receptive_field, smooth_max, to_nhwc
 
 _toy = toy_windows
 
@@ -281,7 +283,28 @@ def test_extract_regions():
 
 @pytest.mark.parametrize("n_times", [64, 61])
 @pytest.mark.parametrize("dilation", [1, 2, 3, 8])
-def test_space_to_batch_equals_dilated_convolution(n_times, dilation):
+def test_channels_last_convolution_equals_conv1d(n_times, dilation):
     conv = torch.nn.Conv1d(4, 5, 7, padding=3 * dilation, dilation=dilation)
     x = torch.randn(3, 4, n_times)
-    torch.testing.assert_close(conv1d_same(x, conv), conv(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv_nhwc(to_nhwc(x), conv).squeeze(2), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_network_equals_the_plain_conv1d_network():
+    """The channels-last forward computes what the module's Conv1d/BatchNorm1d layers would, in training too."""
+    torch.manual_seed(0)
+    net = ResNet1d(width=8, depth=3, kernel_size=5, dilation=(1, 2, 4), dropout=0.0)
+    plain = copy.deepcopy(net)
+
+    def reference(m: ResNet1d, x: torch.Tensor) -> torch.Tensor:
+        x = m.stem(x)
+        for b in m.blocks:
+            out = torch.relu(b.bn1(b.conv1(x)))
+            x = torch.relu(b.bn2(b.conv2(out)) + x)
+        return m.head(x)
+
+    x = torch.randn(6, 1, 50)
+    for mode in (True, False):
+        net.train(mode), plain.train(mode)
+        torch.testing.assert_close(net(x), reference(plain, x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(net.blocks[1].bn2.running_mean, plain.blocks[1].bn2.running_mean)
+    assert int(net.blocks[0].bn1.num_batches_tracked) == int(plain.blocks[0].bn1.num_batches_tracked) == 1

@@ -104,6 +104,9 @@ def test_summary_says_not_reached():
     none = bench.summarize({"random": {0: curve([0.1, 0.2, 0.3])}}, full)["random"]["auprc"]["labels_to_95"]
     assert none["n_reached"] == 0 and none["mean"] is None
     assert bench._fmt_labels({"labels_to_95": none}) == "not reached"
+    matched = bench.labels_to_match(curves, "mixed", "random")["ratio_per_seed"]
+    assert matched == {0: pytest.approx(20 / 30), 1: None}  # random ends at 0.7 and 0.9; mixed peaks at 0.8
+    assert bench.targets(summary, [], 30, curves)["mixed_matches_random_final"]["ratio_per_seed"] == matched
 
 
 def test_split_keeps_events_in_both_parts_and_checks_the_target():
