@@ -81,6 +81,8 @@ def test_quick_replay_writes_curves_summary_and_plot(tmp_path):
     assert set(result["targets"]["warm_vs_cold"]["per_strategy"]) == {"random", "bald"}
     assert result["warm_strategies"] == ["random", "bald"]
     assert result["wall_seconds"] > 0 and result["data"]["n_pool"] == 40
+    again = bench.resummarize(out)  # the same summary from the stored curves
+    assert again["summary"] == result["summary"] and json.loads(out.read_text())["targets"] == result["targets"]
 
 
 def test_summary_says_not_reached():

@@ -44,7 +44,7 @@ ACTIVATION_BUDGET_BYTES = 1 << 20  # one layer's activations per forward pass: a
 def inference_batch_size(width: int, n_times: int) -> int:
     """Channel-windows per forward pass: a power of two keeping one activation ``[batch, width, n_times]`` float32
     within ``ACTIVATION_BUDGET_BYTES`` (16 to ``MAX_INFERENCE_BATCH``). ``benchmarks/bench_model.py`` measured
-    the 16-wide default at 46 % of the matmul rate with batch 64 against 25 % with batch 256 (1 thread)."""
+    the 16-wide default at 56 % of the matmul rate with batch 64 against 45 % with batch 256 (1 thread)."""
     fit = ACTIVATION_BUDGET_BYTES // max(1, width * n_times * 4)
     return int(min(MAX_INFERENCE_BATCH, max(16, 1 << max(0, int(fit).bit_length() - 1))))
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
