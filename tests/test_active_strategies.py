@@ -293,6 +293,18 @@ def test_mixed_trusts_the_detector_until_the_model_has_seen_this_patients_spikes
     assert Mixed(positive_share=0.75).rank(spikes, batch_size=8, rng=0).order[0] == 20
 
 
+def test_mixed_draws_diversity_from_the_most_uncertain_windows():
+    """Cluster-Margin style: with a model, the batch spreads over groups among the most useful windows only."""
+    rng = np.random.default_rng(0)
+    emb = np.vstack([rng.normal(0, 1, (50, 2)), rng.normal(20, 1, (150, 2))])
+    proba = np.r_[np.full(50, 0.5), np.full(150, 0.01)] + rng.uniform(0, 0.01, 200)
+    pool = PoolView(embeddings=emb, proba=proba)
+    focused = Mixed(n_clusters=2, positive_share=0, candidate_factor=2).rank(pool, batch_size=4, rng=0)
+    assert all(i < 50 for i in focused.batch)  # the uncertain blob only
+    spread = Mixed(n_clusters=2, positive_share=0, candidate_factor=None).rank(pool, batch_size=4, rng=0)
+    assert any(i >= 50 for i in spread.batch)  # round-robin over both groups
+
+
 def test_mixed_bald_uncertainty_uses_the_draws():
     mc = np.vstack([np.full((20, 6), 0.5), np.tile([0.05, 0.95], (20, 3))])
     ranking = Mixed(uncertainty="bald", positive_share=0).rank(PoolView(mc_proba=mc), batch_size=5, rng=0)

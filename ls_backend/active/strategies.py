@@ -243,8 +243,10 @@ class Mixed(Strategy):
        ``batch_size``), groups with the fewest labels first, best utility inside each.
     4. No near-duplicates: a window closer than the ``duplicate_quantile`` of pairwise distances to a window already
        in the batch (or labeled) is skipped.
-    The rest of the pool follows round-robin over the groups. The reserved positives get groups of their own
-    (ids after the k-means ones), so that Label Studio's least-labeled-cluster rule does not spread them out.
+    5. With a model and ``candidate_factor``, step 3 draws from the ``candidate_factor x batch_size`` most useful
+       windows only (uncertainty first, then diversity among them, as Cluster-Margin does).
+    The rest of the pool follows round-robin over the groups. The batch's windows get groups of their own (ids after
+    the k-means ones), so that Label Studio's least-labeled-cluster rule serves the batch first, in its order.
     """
 
     name = "mixed"
@@ -259,6 +261,7 @@ class Mixed(Strategy):
         uncertainty: str = "entropy",
         n_neighbors: int = 20,
         trust_after_positives: int = 3,
+        candidate_factor: float | None = 4.0,
     ):
         self.n_clusters = n_clusters
         self.positive_share = positive_share
@@ -267,6 +270,7 @@ class Mixed(Strategy):
         self.uncertainty = uncertainty
         self.n_neighbors = n_neighbors
         self.trust_after_positives = trust_after_positives
+        self.candidate_factor = candidate_factor
 
     def _check_params(self) -> None:
         if not 0 <= self.positive_share <= 1:
@@ -286,15 +290,24 @@ class Mixed(Strategy):
             batch.take(descending(positive + 1e-6 * utility, rng), self._positive_quota(pool, batch_size))
         n_positive = len(batch.accepted)
         by_group = round_robin(groups.labels, utility, groups.priority(utility))
-        batch.take(by_group, batch_size - n_positive)
+        batch.take(self._candidates(pool, by_group, utility, batch_size), batch_size - n_positive)
         if len(batch.accepted) < batch_size:  # everything left is a near-duplicate: fill anyway
             batch.filter_off()
             batch.take(by_group, batch_size - len(batch.accepted))
         picked = np.array(batch.accepted, np.int64)
         order = np.concatenate([picked, by_group[~np.isin(by_group, picked)]])
         cluster = groups.labels.copy()
-        cluster[picked[:n_positive]] = groups.n_groups + np.arange(n_positive)
+        cluster[picked] = groups.n_groups + np.arange(len(picked))
         return Ranking.from_order(order, self.name, batch_size, cluster)
+
+    def _candidates(self, pool: PoolView, by_group: np.ndarray, utility: np.ndarray, batch_size: int) -> np.ndarray:
+        """``by_group`` restricted to the most useful windows (step 5), or as it is."""
+        if not self.candidate_factor or pool.mean_proba() is None:
+            return by_group
+        n = max(batch_size, math.ceil(self.candidate_factor * batch_size))
+        top = np.zeros(len(utility), bool)
+        top[np.argsort(-utility, kind="stable")[:n]] = True
+        return by_group[top[by_group]]
 
     def _uncertainty(self, pool: PoolView) -> np.ndarray:
         if self.uncertainty == "bald" and pool.draws() is not None:
