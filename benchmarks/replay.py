@@ -251,11 +251,10 @@ def summarize(curves: dict[str, dict[int, list[dict]]], full: dict[int, dict]) -
     for name, by_seed in curves.items():
         entry: dict[str, Any] = {}
         for metric in METRICS:
-            threshold = REACH * float(np.mean([full[seed][metric] for seed in by_seed]))
-            needed = [labels_to_reach(curve, metric, threshold) for curve in by_seed.values()]
+            full_mean = float(np.mean([full[seed][metric] for seed in by_seed]))
+            needed = [labels_to_reach(curve, metric, REACH * full_mean) for curve in by_seed.values()]
             reached = [n for n in needed if n is not None]
             aulc = [area_under_curve(curve, metric) for curve in by_seed.values()]
-            full_mean = float(np.mean([full[s][metric] for s in by_seed]))
             entry[metric] = {
                 "labels_to_95": {
                     "per_seed": needed,
@@ -427,11 +426,18 @@ def resummarize(path: Path) -> dict[str, Any]:
     summary = summarize(result["curves"], full)
     result["summary"] = summary
     result["targets"] = targets(summary, result["warm_strategies"], result["settings"]["budget"], result["curves"])
-    path.write_text(json.dumps(result, indent=1))
-    plot(result, path.with_suffix(".png"))
-    print(table(result))
-    print(json.dumps(result["targets"], indent=1))
+    save_result(result, path, report=True)
     return result
+
+
+def save_result(result: dict[str, Any], out: Path, report: bool) -> None:
+    """The JSON and the PNG next to it; with ``report``, the table and the targets printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+    if report:
+        print(table(result))
+        print(json.dumps(result["targets"], indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -530,14 +536,9 @@ class Run:
 
     def write(self, done: dict[tuple, dict], warm_names: list[str], final: bool) -> None:
         """The JSON and the PNG; the table and the targets printed when ``final``."""
-        result = self.result(done, warm_names)
-        out = self.args.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
-        plot(result, out.with_suffix(".png"))
+        result, out = self.result(done, warm_names), self.args.out
+        save_result(result, out, report=final)
         if final:
-            print(table(result))
-            print(json.dumps(result["targets"], indent=1))
             print(f"wall time {result['wall_seconds']:.0f} s; wrote {out} and {out.with_suffix('.png')}")
 
 

@@ -373,8 +373,7 @@ class EdfRecording(Recording):
         """Data records ``first:last`` as ``[records, width]``, valid until the next call."""
         if self._fd is None:
             raise RecordingError(f"{self.path}: the recording is closed")
-        record_bytes = self._width * self._dtype.itemsize
-        offset = self._header.header_bytes + first * record_bytes
+        record_bytes, offset = self._record_offset(first)
         count = (last - first) * record_bytes
         if self._direct_fd is not None:  # whole aligned blocks around the records
             skip = offset % ALIGN
@@ -388,6 +387,11 @@ class EdfRecording(Recording):
             raise RecordingError(f"{self.path}: file ended inside data record {first + max(done, 0) // record_bytes}")
         return data.view(self._dtype).reshape(last - first, self._width)
 
+    def _record_offset(self, record: int) -> tuple[int, int]:
+        """Bytes per data record, and the file offset of data record ``record``."""
+        record_bytes = self._width * self._dtype.itemsize
+        return record_bytes, self._header.header_bytes + record * record_bytes
+
     def _buffer(self, n_bytes: int) -> np.ndarray:
         """This thread's reusable, aligned read buffer of at least ``n_bytes``."""
         buffer = getattr(self._local, "buffer", None)
@@ -400,8 +404,7 @@ class EdfRecording(Recording):
             return
         n = self._spr
         first, last = start // n, -(-stop // n)
-        record_bytes = self._width * self._dtype.itemsize
-        offset = self._header.header_bytes + first * record_bytes
+        record_bytes, offset = self._record_offset(first)
         os.posix_fadvise(self._fd, offset, (last - first) * record_bytes, os.POSIX_FADV_WILLNEED)
 
     def close(self) -> None:
