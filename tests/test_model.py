@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import platform
 
 import numpy as np
 import pytest
@@ -11,12 +12,23 @@ from model_helpers import TINY, toy_windows
 from sklearn.metrics import roc_auc_score
 
 from converters.windowset import synthetic_windowset
-from ls_backend.model import ResNet1d, SpikeDetector, flops_per_window
+from ls_backend.model import ResNet1d, SpikeDetector, flops_per_window, streams
 from ls_backend.model.estimator import NotFittedError, inference_batch_size
 from ls_backend.model.losses import balanced_indices, soft_focal_loss
 from ls_backend.model.metrics import auprc, best_threshold, evaluate, event_metrics, f1_at
 from ls_backend.model.regions import extract_regions
-from ls_backend.model.resnet1d import conv_nhwc, count_parameters, fuse_batchnorm, receptive_field, smooth_max, to_nhwc
+from ls_backend.model.resnet1d import (
+    PackedResNet1d,
+    conv_nhwc,
+    count_parameters,
+    fuse_batchnorm,
+    fused_kernels_available,
+    inference_network,
+    receptive_field,
+    smooth_max,
+    to_nhwc,
+)
+from ls_backend.model.streams import map_in_streams
 
 _toy = toy_windows
 
@@ -55,6 +67,93 @@ def test_fused_batchnorm_same_function():
     torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
     assert any(isinstance(m, torch.nn.Dropout) for m in fused.modules())  # MC dropout still possible
+
+
+needs_fused_kernels = pytest.mark.skipif(not fused_kernels_available(), reason="PyTorch built without oneDNN")
+
+
+def _trained_network(n_outputs: int = 1, **kwargs) -> ResNet1d:
+    net = ResNet1d(n_outputs, **kwargs)
+    net.train()
+    for _ in range(3):  # non-trivial running statistics
+        net(torch.randn(16, 1, 64) * 3 + 1)
+    return net.eval()
+
+
+@needs_fused_kernels
+@pytest.mark.parametrize("shape", [(1, 1, 10), (37, 1, 64), (130, 1, 257)])
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_packed_network_same_function(shape, n_outputs):
+    """Fused ReLU/residual-add convolutions with prepacked weights (zero-padded inputs for dilated ones) compute
+    the network's function, for any batch and length; the embedding too."""
+    torch.manual_seed(0)
+    net = _trained_network(n_outputs, width=16, depth=4, kernel_size=7, dilation=(1, 2, 4, 8), dropout=0.2)
+    packed = inference_network(net)
+    assert isinstance(packed, PackedResNet1d) and packed.width == 16 and packed.embedding_dim == 16
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), net(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(packed.forward_features(x)[1], net.forward_features(x)[1], rtol=1e-4, atol=1e-5)
+        # the padded-input buffers are reused: a second call with another shape, then the first again
+        packed(torch.randn(3, 1, 40))
+        torch.testing.assert_close(packed(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+@needs_fused_kernels
+def test_packed_network_falls_back_and_keeps_mc_dropout():
+    torch.manual_seed(0)
+    net = _trained_network(width=8, depth=2, kernel_size=5, dropout=0.3)
+    packed, folded = inference_network(net), fuse_batchnorm(net)
+    x = torch.randn(9, 1, 64)
+    # gradients and autocast go through the folded network itself
+    torch.testing.assert_close(packed(x), net(x), rtol=1e-4, atol=1e-5)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert packed(x).dtype == torch.bfloat16
+    # the dropout modules are the network's: MC dropout draws the same masks as the unpacked network
+    for m in (packed, folded):
+        for d in m.modules():
+            if isinstance(d, torch.nn.Dropout):
+                d.train()
+    with torch.inference_mode():
+        torch.manual_seed(1)
+        a = packed(x)
+        torch.manual_seed(1)
+        b = folded(x)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(a, net(x))
+
+
+def test_map_in_streams_keeps_order_and_thread_count():
+    before = torch.get_num_threads()
+    seen = []
+
+    def square(i: int) -> int:
+        seen.append(torch.get_num_threads())
+        return i * i
+
+    assert list(map_in_streams(square, range(50), streams=2)) == [i * i for i in range(50)]
+    assert set(seen) == {1} and torch.get_num_threads() == before
+    assert list(map_in_streams(square, iter([3]), streams=1)) == [9]
+
+    def fail(i: int) -> int:
+        if i == 7:
+            raise ValueError("item 7")
+        return i
+
+    with pytest.raises(ValueError, match="item 7"):
+        list(map_in_streams(fail, range(20), streams=2))
+    assert torch.get_num_threads() == before
+
+
+def test_retain_freed_memory_respects_the_environment(monkeypatch):
+    monkeypatch.setattr(streams, "_retaining", False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert streams.retain_freed_memory() is False  # the user's glibc settings win
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert streams.retain_freed_memory() is expected
+    assert streams.retain_freed_memory() is expected  # once per process, then a no-op
 
 
 def test_smooth_max_between_mean_and_max():
@@ -111,7 +210,7 @@ def test_absent_channels_are_ignored():
 
 
 def test_inference_batch_size():
-    assert inference_batch_size(16, 256) == 64 and inference_batch_size(64, 256) == 16
+    assert inference_batch_size(16, 256) == 256 and inference_batch_size(64, 256) == 64
     assert inference_batch_size(1, 64) == 256 and inference_batch_size(512, 4096) == 16
 
 
@@ -124,6 +223,15 @@ def test_batches_larger_than_inference_batch_agree():
         d1, c1 = det.predict_dense(X[i : i + 1])
         np.testing.assert_allclose(dense[i], d1[0], rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(chan[i], c1[0], rtol=1e-4, atol=1e-6)
+
+
+def test_parallel_streams_equal_one_stream():
+    X, y = _toy(n=60, n_chans=11)  # several inference batches
+    det = SpikeDetector(**TINY).fit(X[:12], y[:12])
+    one = det.set_params(n_threads=1).predict_all(X)
+    two = det.set_params(n_threads=2).predict_all(X)
+    for key in ("proba", "dense", "channel", "embedding"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-6)
 
 
 def test_eval_set_keeps_best_epoch_and_refolds():

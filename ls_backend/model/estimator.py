@@ -24,7 +24,6 @@ import copy
 import inspect
 import logging
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,38 +32,29 @@ import torch
 from .losses import balanced_indices, soft_focal_loss
 from .metrics import auprc
 from .regions import Region, extract_regions
-from .resnet1d import ResNet1d, count_parameters, flops_per_window, fuse_batchnorm, smooth_max
+from .resnet1d import PackedResNet1d, ResNet1d, count_parameters, flops_per_window, inference_network, smooth_max
+from .streams import map_in_streams, num_threads, retain_freed_memory
 
 logger = logging.getLogger(__name__)
 
-MAX_INFERENCE_BATCH = 256  # channel-windows per forward pass: larger batches page-fault (PERFORMANCE.md)
-ACTIVATION_BUDGET_BYTES = 1 << 20  # one layer's activations per forward pass: about one core's L2 cache
+MAX_INFERENCE_BATCH = 256  # channel-windows per forward pass: 512 was no faster (benchmarks/bench_model.py)
+ACTIVATION_BUDGET_BYTES = 4 << 20  # one layer's activations per forward pass
 
 
 def inference_batch_size(width: int, n_times: int) -> int:
     """Channel-windows per forward pass: a power of two keeping one activation ``[batch, width, n_times]`` float32
     within ``ACTIVATION_BUDGET_BYTES`` (16 to ``MAX_INFERENCE_BATCH``). ``benchmarks/bench_model.py`` measured
-    the 16-wide default at 56 % of the matmul rate with batch 64 against 45 % with batch 256 (1 thread)."""
+    the 16-wide default fastest from batch 256 on two streams (batch 64 was 10 % slower, 16 half as fast: the
+    fixed cost of each call), and the 64-wide reference flat from 16 to 256."""
     fit = ACTIVATION_BUDGET_BYTES // max(1, width * n_times * 4)
     return int(min(MAX_INFERENCE_BATCH, max(16, 1 << max(0, int(fit).bit_length() - 1))))
+
+
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
 
 
 class NotFittedError(RuntimeError):
     """The detector has no learned weights yet (call ``fit`` or load a checkpoint)."""
-
-
-@contextlib.contextmanager
-def _num_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def present_channels(X: np.ndarray) -> np.ndarray:
@@ -89,7 +79,8 @@ class SpikeDetector:
     (stem + first k blocks kept fixed when warm-starting), ``max_train_channels`` (see :meth:`_select_channels`;
     None: all), ``seed``.
     Inference: ``threshold`` for regions and F1, ``precision`` ("float32" or "bfloat16" autocast), ``n_threads``
-    (None: torch's setting). ``sfreq`` converts samples to seconds.
+    (None: torch's setting; inference runs that many single-threaded streams of batches, see
+    :mod:`ls_backend.model.streams`). ``sfreq`` converts samples to seconds.
     """
 
     def __init__(
@@ -198,9 +189,7 @@ class SpikeDetector:
         n_times = n_times or getattr(self, "n_times_", None) or round(self.sfreq)
         return flops_per_window(n_times, self.width, self.depth, self.kernel_size)
 
-    def _aggregate(
-        self, dense: torch.Tensor, present: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _aggregate(self, dense: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense logits of present channels ``[N, T]`` -> window logits ``[B]``, channel logits ``[B, C]``,
         window dense logits ``[B, T]``."""
         B, C = present.shape
@@ -250,7 +239,7 @@ class SpikeDetector:
             dense = np.asarray(dense_targets, np.float32)
             if dense.shape != (len(X), X.shape[2]):
                 raise ValueError(f"dense_targets must have shape {(len(X), X.shape[2])}, got {dense.shape}")
-        with torch.random.fork_rng(devices=[]), _num_threads(self.n_threads):
+        with torch.random.fork_rng(devices=[]), num_threads(self.n_threads):
             torch.manual_seed(self.seed)
             module = self.build_module()
             if init_from is not None:
@@ -410,13 +399,13 @@ class SpikeDetector:
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         return contextlib.nullcontext()
 
-    def _inference_module(self) -> ResNet1d:
-        """An eval-mode copy of the network with each BatchNorm folded into its convolution (the same function,
-        about 15-20 % fewer passes over memory); rebuilt whenever ``module_`` is replaced (fit, load)."""
+    def _inference_module(self) -> ResNet1d | PackedResNet1d:
+        """The network in its inference form (:func:`~ls_backend.model.resnet1d.inference_network`: BatchNorm
+        folded, fused and prepacked convolutions); rebuilt whenever ``module_`` is replaced (fit, load)."""
         cached = getattr(self, "_fused", None)
         if cached is not None and cached[0] is self.module_:
             return cached[1].eval()
-        fused = fuse_batchnorm(self.module_)
+        fused = inference_network(self.module_)
         self._fused = (self.module_, fused)
         return fused
 
@@ -433,6 +422,7 @@ class SpikeDetector:
         win_idx, chan_idx = np.nonzero(present)
         N = len(win_idx)
         module = self._inference_module()
+        retain_freed_memory()
         if dropout:
             for m in module.modules():
                 if isinstance(m, torch.nn.Dropout):
@@ -442,24 +432,28 @@ class SpikeDetector:
         embeddings = np.zeros((N, module.embedding_dim), np.float32) if want_embedding else None
         seq_logit = np.empty(N, np.float32)
         batch = inference_batch_size(module.width, T)
-        buffer = torch.empty((min(batch, max(N, 1)), 1, T))
+
+        def forward(first: int) -> np.ndarray:  # one batch in a stream: its dense logits
+            with torch.inference_mode(), self._autocast():
+                xb = torch.from_numpy(X[win_idx[first : first + batch], chan_idx[first : first + batch]])
+                features, emb = module.forward_features(xb.unsqueeze(1))
+                d = module.forward_head(features)[:, 0].float()
+                seq_logit[first : first + len(xb)] = smooth_max(d, self.sharpness).numpy()
+                if want_embedding:
+                    embeddings[first : first + len(xb)] = emb.float().numpy()
+                return d.numpy()
+
+        # dropout draws come from torch's global generator: one stream keeps seeded MC dropout reproducible
+        streams = 1 if dropout else (self.n_threads or torch.get_num_threads())
         try:
-            with torch.inference_mode(), _num_threads(self.n_threads), self._autocast():
-                for first in range(0, N, batch):
-                    w, c = win_idx[first : first + batch], chan_idx[first : first + batch]
-                    xb = buffer[: len(w)]
-                    xb[:, 0].copy_(torch.from_numpy(X[w, c]))
-                    features, emb = module.forward_features(xb)
-                    d = module.forward_head(features)[:, 0].float()
-                    seq_logit[first : first + len(w)] = smooth_max(d, self.sharpness).numpy()
+            with num_threads(self.n_threads if streams == 1 else None):
+                for first, d in zip(range(0, N, batch), map_in_streams(forward, range(0, N, batch), streams)):
                     if want_dense:
                         # channels of one window are contiguous (row-major order): reduce each run
+                        w = win_idx[first : first + batch]
                         starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
-                        reduced = np.maximum.reduceat(d.numpy(), starts, axis=0)
                         rows = w[starts]
-                        dense_logit[rows] = np.maximum(dense_logit[rows], reduced)
-                    if want_embedding:
-                        embeddings[first : first + len(w)] = emb.float().numpy()
+                        dense_logit[rows] = np.maximum(dense_logit[rows], np.maximum.reduceat(d, starts, axis=0))
         finally:
             module.eval()
             self.module_.eval()
@@ -532,8 +526,9 @@ class SpikeDetector:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed if seed is None else seed)
-            return np.stack([self._sigmoid(self._run(X, dropout=True, want_dense=False)["window"])
-                             for _ in range(n_samples)])
+            return np.stack(
+                [self._sigmoid(self._run(X, dropout=True, want_dense=False)["window"]) for _ in range(n_samples)]
+            )
 
     def mc_dropout(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of the window probability over the MC-dropout draws (:meth:`mc_draws`)."""
