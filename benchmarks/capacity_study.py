@@ -2,9 +2,9 @@
 
 Trains a grid of :class:`SpikeDetector` sizes on a window set (default: the synthetic patients A-D through the real
 conversion pipeline, 1 s windows) with the same number of updates each, and reports validation AUPRC / F1,
-parameter count, FLOPs and inference speed (channel-windows per second, batch 256, float32). The split is temporal
-within each patient: the first ``--train-fraction`` of each patient's windows train, the rest validate (adjacent
-windows are correlated, so a random split would flatter the models).
+parameter count, FLOPs and inference speed (channel-windows per second of the form inference runs, batch 256,
+float32). The split is temporal within each patient: the first ``--train-fraction`` of each patient's windows
+train, the rest validate (adjacent windows are correlated, so a random split would flatter the models).
 
     python -m benchmarks.capacity_study                      # the default grid (about 10 minutes on 2 cores)
     python -m benchmarks.capacity_study --quick              # a tiny grid, to check that it runs
@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.bench_model import best_seconds, network_call
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset
 from ls_backend.model import SpikeDetector
 from ls_backend.model.metrics import auprc, best_threshold, f1_at
+from ls_backend.model.resnet1d import inference_network
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "capacity.json"
@@ -44,18 +46,12 @@ def temporal_split(ws: WindowSet, train_fraction: float) -> tuple[np.ndarray, np
     return train, ~train
 
 
-def inference_rate(det: SpikeDetector, n_times: int, batch: int = 256, repeats: int = 3) -> float:
-    """Channel-windows per second of the bare network (one reused input buffer, best of ``repeats``)."""
-    module = det.module_.eval()
-    x = torch.randn(batch, 1, n_times)
-    best = np.inf
-    with torch.inference_mode():
-        module(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(x)
-            best = min(best, time.perf_counter() - start)
-    return batch / best
+def inference_rate(det: SpikeDetector, n_times: int, batch: int = 256) -> float:
+    """Channel-windows per second of the network in the form inference runs (packed, one stream per thread; see
+    ``benchmarks/bench_model.py``)."""
+    threads = torch.get_num_threads()
+    call, n_scored = network_call(inference_network(det.module_), batch, n_times, "float32", threads, threads)
+    return n_scored / best_seconds(call)
 
 
 def run(args: argparse.Namespace) -> dict:
