@@ -2,9 +2,9 @@
 
 Trains a grid of :class:`SpikeDetector` sizes on a window set (default: the synthetic patients A-D through the real
 conversion pipeline, 1 s windows) with the same number of updates each, and reports validation AUPRC / F1,
-parameter count, FLOPs and inference speed (channel-windows per second of the form inference runs, batch 256,
-float32). The split is temporal within each patient: the first ``--train-fraction`` of each patient's windows
-train, the rest validate (adjacent windows are correlated, so a random split would flatter the models).
+parameter count, FLOPs and inference speed (channel-windows per second of the form inference runs, float32). The
+split is temporal within each patient: the first ``--train-fraction`` of each patient's windows train, the rest
+validate (adjacent windows are correlated, so a random split would flatter the models).
 
     python -m benchmarks.capacity_study                      # the default grid (about 10 minutes on 2 cores)
     python -m benchmarks.capacity_study --quick              # a tiny grid, to check that it runs
@@ -28,6 +28,7 @@ import torch
 from benchmarks.bench_model import best_seconds, network_call
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset
 from ls_backend.model import SpikeDetector
+from ls_backend.model.estimator import inference_batch_size
 from ls_backend.model.metrics import auprc, best_threshold, f1_at
 from ls_backend.model.resnet1d import inference_network
 
@@ -46,10 +47,10 @@ def temporal_split(ws: WindowSet, train_fraction: float) -> tuple[np.ndarray, np
     return train, ~train
 
 
-def inference_rate(det: SpikeDetector, n_times: int, batch: int = 256) -> float:
-    """Channel-windows per second of the network in the form inference runs (packed, one stream per thread; see
-    ``benchmarks/bench_model.py``)."""
-    threads = torch.get_num_threads()
+def inference_rate(det: SpikeDetector, n_times: int) -> float:
+    """Channel-windows per second of the network as inference runs it: packed, one stream per thread, at the
+    batch size the estimator picks for its width (see ``benchmarks/bench_model.py``)."""
+    threads, batch = torch.get_num_threads(), inference_batch_size(det.width, n_times)
     call, n_scored = network_call(inference_network(det.module_), batch, n_times, "float32", threads, threads)
     return n_scored / best_seconds(call)
 
@@ -167,7 +168,7 @@ def plot(summary: list[dict], path: Path) -> None:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("parameters")
     axes[1].set_xscale("log")
-    axes[1].set_xlabel("inference channel-windows / s (batch 256, float32)")
+    axes[1].set_xlabel("inference channel-windows / s (float32)")
     for ax in axes:
         ax.set_ylabel("validation AUPRC")
         ax.grid(alpha=0.3)
