@@ -447,7 +447,8 @@ class SpikeDetector:
         streams = 1 if dropout else (self.n_threads or torch.get_num_threads())
         try:
             with num_threads(self.n_threads if streams == 1 else None):
-                for first, d in zip(range(0, N, batch), map_in_streams(forward, range(0, N, batch), streams)):
+                for k, d in enumerate(map_in_streams(forward, range(0, N, batch), streams)):
+                    first = k * batch
                     if want_dense:
                         # channels of one window are contiguous (row-major order): reduce each run
                         w = win_idx[first : first + batch]
