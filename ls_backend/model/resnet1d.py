@@ -195,10 +195,10 @@ def zero_padded(x: torch.Tensor, pad: int) -> torch.Tensor:
     call with the same ``pad`` in this thread overwrites it."""
     B, C, _, T = x.shape
     shape = (B, C, 1, T + 2 * pad)
-    buffer = getattr(_pad_buffers, "by_pad", {}).get(pad)
+    by_pad = _pad_buffers.__dict__.setdefault("by_pad", {})
+    buffer = by_pad.get(pad)
     if buffer is None or tuple(buffer.shape) != shape:
-        buffer = torch.zeros(shape).contiguous(memory_format=torch.channels_last)
-        _pad_buffers.by_pad = getattr(_pad_buffers, "by_pad", {}) | {pad: buffer}
+        buffer = by_pad[pad] = torch.zeros(shape).contiguous(memory_format=torch.channels_last)
     buffer[..., pad : pad + T].copy_(x)
     return buffer
 
