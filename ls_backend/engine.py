@@ -10,7 +10,7 @@ import numpy as np
 from .active.detector import TransientDetector
 from .budget.status import marked_version
 from .config import Settings
-from .preannotate import pre_annotation
+from .preannotate import model_pre_annotation
 from .registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,8 @@ class SpikeEngine:
         for k, task in enumerate(tasks):
             data = task["data"]
             ch_names = [c.strip() for c in str(data.get("channels", "")).split(",")]
-            result = pre_annotation(
-                out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names,
-                float(data.get("onset_seconds", 0.0)), detector.sfreq, detector.threshold, f"t{task.get('id')}-",
-            )
+            onset = float(data.get("onset_seconds", 0.0))
+            result = model_pre_annotation(detector, out, k, ch_names, onset, f"t{task.get('id')}-")
             score = abs(2.0 * float(out["proba"][k]) - 1.0)
             entries.append(self._entry(result, score, version, ranking, task))
         return entries

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from converters.labelconfig import channels_result, region_result, window_result
 
 from .model.regions import extract_regions
+
+if TYPE_CHECKING:
+    from .model.estimator import SpikeDetector
 
 MAX_ATTRIBUTED_CHANNELS = 3  # a region names the channels that drove it, strongest first
 
@@ -33,6 +38,21 @@ def pre_annotation(
             results.append(channels_result(drivers, rid))
     results.append(window_result("Spike" if window_proba >= threshold else "No spike"))
     return results
+
+
+def model_pre_annotation(
+    detector: SpikeDetector,
+    out: dict[str, np.ndarray],
+    k: int,
+    ch_names: list[str],
+    onset_seconds: float,
+    region_id: str,
+) -> list[dict]:
+    """:func:`pre_annotation` of window ``k`` of a batch that ``detector.predict_all`` scored (``out``)."""
+    return pre_annotation(
+        out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names, onset_seconds, detector.sfreq,
+        detector.threshold, region_id,
+    )
 
 
 def _driving_channels(channel_proba: np.ndarray, ch_names: list[str], threshold: float) -> list[str]:

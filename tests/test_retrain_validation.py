@@ -4,18 +4,18 @@ import numpy as np
 from model_helpers import toy_windows
 
 from ls_backend.budget.status import quality_points
-from ls_backend.retrain import train_and_validate
+from ls_backend.loop import Labeled, train_and_validate
 
 
 def test_few_labels_are_cross_validated_and_many_are_held_back():
     X, y = toy_windows(n=9, n_times=128)
     dense = np.full((len(y), X.shape[2]), np.nan, np.float32)
-    _, few = train_and_validate(X, y, dense, None, sfreq=128.0)
+    _, few = train_and_validate(Labeled(X, y, dense, 128.0), None)
     assert few["n_validation"] == 0 and 0.0 <= few["cv_auprc"] <= 1.0
 
     X, y = toy_windows(n=15, n_times=128)
     dense = np.full((len(y), X.shape[2]), np.nan, np.float32)
-    _, many = train_and_validate(X, y, dense, None, sfreq=128.0)
+    _, many = train_and_validate(Labeled(X, y, dense, 128.0), None)
     assert many["n_validation"] >= 2 and "cv_auprc" not in many
 
 

@@ -24,6 +24,7 @@ import copy
 import inspect
 import logging
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,18 @@ def inference_batch_size(width: int, n_times: int) -> int:
     return int(min(MAX_INFERENCE_BATCH, max(16, 1 << max(0, int(fit).bit_length() - 1))))
 
 
+def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 1 / 25, end: float = 1 / 25e4) -> float:
+    """The learning rate of ``step`` in ``[0, total)`` as a fraction of the peak: a cosine rise from ``start`` over
+    the first ``warmup`` of the steps (at least one step when there are two or more), then a cosine fall to ``end``
+    (the shape of PyTorch's OneCycleLR, which divides by zero when ``warmup * total`` is exactly 1)."""
+    rise = max(1, round(warmup * total)) if total > 1 else 0
+    if step < rise:
+        low, high, frac = start, 1.0, step / rise
+    else:
+        low, high, frac = 1.0, end, (step - rise) / max(1, total - 1 - rise)
+    return high + (low - high) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+
+
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
 
 
@@ -70,7 +83,8 @@ class SpikeDetector:
     channel-window) comes from ``benchmarks/capacity_study.py``: wider or deeper models were not better on the
     synthetic patients (within seed noise) and cost 2-30x more per channel-window; dilation was.
     Aggregation: ``sharpness`` of the smooth maximum over time, ``channel_pool`` ("max" or "lse").
-    Training: ``epochs`` of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
+    Training: ``epochs`` (at most, with ``patience``: stop when ``fit``'s ``eval_set`` has not improved for that
+    many epochs) of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
     windows, AdamW ``lr`` and ``weight_decay`` with a one-cycle schedule, ``focal_gamma`` (0, the default: BCE,
     whose probabilities stay usable for pseudo-label thresholds; the imbalance is handled by balanced sampling),
     ``balanced_sampling`` with ``positive_fraction`` (``prior_correction`` shifts the logits back from the sampled
@@ -93,6 +107,7 @@ class SpikeDetector:
         sharpness: float = 5.0,
         channel_pool: str = "max",
         epochs: int = 15,
+        patience: int | None = None,
         samples_per_epoch: int | None = None,
         batch_size: int = 32,
         lr: float = 3e-3,
@@ -119,6 +134,7 @@ class SpikeDetector:
         self.sharpness = sharpness
         self.channel_pool = channel_pool
         self.epochs = epochs
+        self.patience = patience
         self.samples_per_epoch = samples_per_epoch
         self.batch_size = batch_size
         self.lr = lr
@@ -332,16 +348,14 @@ class SpikeDetector:
         n_epoch = self.samples_per_epoch or len(usable)
         steps = max(1, math.ceil(n_epoch / self.batch_size))
         total = steps * self.epochs
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.lr, total_steps=total, pct_start=0.1, anneal_strategy="cos"
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(one_cycle, total=total))
         labels = y[usable]
         n_pos = float((labels >= 0.5).sum())
         pos_weight = self.pos_weight
         if pos_weight is None:
             pos_weight = 1.0 if self.balanced_sampling or n_pos == 0 else (len(labels) - n_pos) / n_pos
         has_dense = None if dense is None else np.isfinite(dense).all(axis=1)
-        best_score, best_state = -np.inf, None
+        best_score, best_state, best_epoch = -np.inf, None, 0
         for epoch in range(self.epochs):
             module.train()
             for part in frozen:
@@ -382,9 +396,11 @@ class SpikeDetector:
                 record["val_auprc"] = auprc(eval_set[1], self.predict_proba(eval_set[0]))
                 score = record["val_auprc"] if np.isfinite(record["val_auprc"]) else -record["loss"]
                 if score > best_score:
-                    best_score, best_state = score, copy.deepcopy(module.state_dict())
+                    best_score, best_state, best_epoch = score, copy.deepcopy(module.state_dict()), epoch
             self.history_.append(record)
             logger.debug("epoch %d: %s", epoch + 1, record)
+            if best_state is not None and self.patience is not None and epoch - best_epoch >= self.patience:
+                break
         for p in module.parameters():
             p.requires_grad_(True)
         if best_state is not None:
