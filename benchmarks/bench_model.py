@@ -3,7 +3,7 @@
 Speed (``--part speed``):
 * the machine's limit: float32 and bfloat16 matrix-multiply rate on 1 and 2 threads;
 * the bare network's inference rate (channel-windows/s) against batch size, threads and precision, for the default
-  model and the reference model of PERFORMANCE.md (8 blocks, 64 wide, kernel 7), with the fraction of the matmul
+  model and the reference model (8 blocks, 64 wide, kernel 7), with the fraction of the matmul
   rate reached (FLOPs per window are counted analytically). Two forms: ``inference``, what ``SpikeDetector`` runs
   (:func:`~ls_backend.model.resnet1d.inference_network`; with 2 threads, two single-threaded streams of batches),
   and ``plain``, the training network in eval mode (BatchNorm unfolded, 2 threads = PyTorch's intra-op threads);
@@ -44,7 +44,7 @@ from ls_backend.model.training import warm_start
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "model.json"
 CACHE = HERE / "_data" / "windowsets"
-# PERFORMANCE.md's model: 236 MFLOP per 256-sample window
+# the reference model: 236 MFLOP per 256-sample window
 REFERENCE = {"width": 64, "depth": 8, "kernel_size": 7, "dilation": 1}
 # plotted speed curves: form, threads, precision, line style
 CURVES = [("inference", 1, "float32", "o-"), ("inference", 2, "float32", "s-"), ("plain", 1, "float32", "o:"),

@@ -1,7 +1,7 @@
 """The Label Studio ML backend HTTP protocol (Flask 3): /health /setup /predict /webhook /metrics /versions.
 
 Requests never train and never load a model from scratch inside /health or /setup: state lives in MODEL_DIR and
-the window stores, and the engine caches what it loaded per project. See ../shared/LABEL_STUDIO.md for what the
+the window stores, and the engine caches what it loaded per project. See docs/label-studio.md for what the
 server sends.
 """
 

@@ -3,8 +3,8 @@
 Fixtures
 --------
 repo_root       Path of the repository.
-real_data_dir   Path of the real recordings (``../shared/data/real`` next to the repository, or env
-                ``SPIKE_AL_REAL_DATA``); None when absent.
+real_data_dir   Path of the real recordings folder (env ``SPIKE_AL_REAL_DATA``, or its default location);
+                None when absent.
 label_studio    (session) a running Label Studio server: :class:`StudioServer` (url, token, username,
                 password, data_dir, startup_seconds). Started lazily, by the first test that asks for it,
                 from ``.venv-ls/bin/label-studio`` (or env ``LABEL_STUDIO_BIN``); stopped at the end.

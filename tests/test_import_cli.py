@@ -130,6 +130,6 @@ def test_missing_sampling_rate_in_hdf5_says_which_option(tmp_path, capsys):
 
 def test_real_unreadable_blackrock_file(real_data_dir, tmp_path, capsys):
     if real_data_dir is None:
-        pytest.skip("../shared/data/real is absent")
+        pytest.skip("the real recordings folder (SPIKE_AL_REAL_DATA) is absent")
     path = real_data_dir / "mne-testing-data" / "nsx" / "test_NEURALSG_raw.ns3"
     assert "test_NEURALSG_raw.ns3" in bad(tmp_path, capsys, path, "--patient", "P")

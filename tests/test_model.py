@@ -42,7 +42,7 @@ def test_resnet_shapes_and_flops():
     features, embedding = net.forward_features(x)
     assert features.shape == (4, 8, 100) and embedding.shape == (4, 8)
     assert net.forward_head(features).shape == (4, 1, 100) and net(x).shape == (4, 1, 100)
-    # the reference model of PERFORMANCE.md: 8 blocks, 64 channels, kernel 7, 256 samples -> 236 MFLOP
+    # the reference model: 8 blocks, 64 channels, kernel 7, 256 samples -> 236 MFLOP
     assert flops_per_window(256, 64, 8, 7) / 1e6 == pytest.approx(235.1, abs=0.5)
     big = ResNet1d(1, 64, 8, 7)
     weights = sum(p.numel() for n, p in big.named_parameters() if "conv" in n or n.startswith("stem.0"))
