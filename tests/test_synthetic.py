@@ -14,6 +14,7 @@ from scipy import signal
 
 from converters import synthetic as syn
 from converters.synthetic import PATIENTS, SPIKE_KINDS
+from converters.synthetic.writers import prefetch
 
 
 def _patient(name: str, **changes: object) -> syn.PatientProfile:
@@ -73,7 +74,7 @@ def test_with_n_channels(n_chans: int) -> None:
 
 
 def test_benchmark_profile() -> None:
-    p = syn.benchmark_profile(sfreq_hz=32000, n_chans=24)
+    p = syn.benchmark_profile(sfreq=32000, n_chans=24)
     assert (p.sfreq, p.n_chans, p.morphology) == (32000.0, 24, PATIENTS["A"].morphology)
     assert syn.benchmark_profile(1000, 64, patient="C").n_chans == 64
 
@@ -414,8 +415,8 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        list(syn._prefetch(failing()))
-    items = syn._prefetch(iter(range(100)))
+        list(prefetch(failing()))
+    items = prefetch(iter(range(100)))
     assert next(items) == 0
     items.close()
 
