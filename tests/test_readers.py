@@ -24,8 +24,8 @@ from converters.readers import (
     read_recording,
 )
 from converters.readers._util import ALIGN, pread_all
+from converters.readers.array import ArrayRecording
 from converters.readers.edf import EdfRecording, read_edf
-from converters.readers.hdf5 import ArrayRecording
 from converters.readers.mne_formats import MneRecording
 from converters.synthetic.edf import EdfSpec, write_edf_array
 
