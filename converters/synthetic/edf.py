@@ -91,9 +91,10 @@ class EdfWriter:
         self._offset = dmin - low * self._gain
         self.clipped = 0
         self._written = 0
+        header = _header(spec, n_records, self._annot_samples)  # bad fields fail before the file exists
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("wb")
-        self._file.write(_header(spec, n_records, self._annot_samples))
+        self._file.write(header)
 
     def write(self, chunk: np.ndarray) -> None:
         """Append ``chunk`` (physical values) as whole records."""
