@@ -82,7 +82,7 @@ def make_recording(path: Path, hours: float, sfreq: float, n_chans: int) -> Path
 
     if not path.exists():
         print(f"writing {path} ({hours:g} h, {n_chans} ch, {sfreq:g} Hz) ...", flush=True)
-        write_edf(path, benchmark_profile(sfreq_hz=sfreq, n_chans=n_chans), hours * 3600)
+        write_edf(path, benchmark_profile(sfreq=sfreq, n_chans=n_chans), hours * 3600)
     return path
 
 

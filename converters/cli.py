@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "bipolar", "monopolar", "average"],
         help="auto: bipolar pairs of adjacent contacts for sEEG, as recorded otherwise (default %(default)s)",
     )
-    group.add_argument("--model-sfreq", type=float, default=PreprocessParams.sfreq_hz, help="model rate in Hz")
+    group.add_argument("--model-sfreq", type=float, default=PreprocessParams.sfreq, help="model rate in Hz")
     group.add_argument("--l-freq", type=float, default=PreprocessParams.l_freq_hz, help="high-pass edge in Hz")
     group.add_argument("--h-freq", type=float, default=PreprocessParams.h_freq_hz, help="low-pass edge in Hz")
     group.add_argument(
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_import(args: argparse.Namespace) -> ImportSummary:
     params = PreprocessParams(
-        sfreq_hz=args.model_sfreq,
+        sfreq=args.model_sfreq,
         l_freq_hz=args.l_freq or None,
         h_freq_hz=args.h_freq or None,
         line_freq_hz="auto" if args.line_freq is None else (args.line_freq or None),

@@ -24,8 +24,8 @@ class StoreInfo:
     source: str
     store: str
     fingerprint: str
-    source_sfreq_hz: float
-    sfreq_hz: float
+    source_sfreq: float
+    sfreq: float
     duration_seconds: float
     ch_names: list[str]
     excluded: dict[str, str]
@@ -54,8 +54,8 @@ def convert_recording(
             raise RecordingError(f"{source}: the recording has no samples")
         params = params.for_recording(recording)
         plan = plan_channels(recording, params, channels)
-        n_times = Resampling.plan(recording.sfreq, params.sfreq_hz).n_out(recording.n_times)
-        window, stride = window_params.samples(params.sfreq_hz)
+        n_times = Resampling.plan(recording.sfreq, params.sfreq).n_out(recording.n_times)
+        window, stride = window_params.samples(params.sfreq)
         starts = window_starts(n_times, window, stride)
         if len(starts) == 0:
             raise RecordingError(
@@ -71,13 +71,13 @@ def convert_recording(
                 scales.append(robust_scale(block))
             scale = np.median(np.stack(scales), axis=0)
             scale[~(scale > 0)] = 1.0
-            writer.write_index(window_ids(source_fp, starts, params.sfreq_hz, window), starts)
+            writer.write_index(window_ids(source_fp, starts, params.sfreq, window), starts)
             writer.write_annotations(recording.annotations)
             meas_date = recording.meas_date.isoformat() if recording.meas_date else None
             provenance = {
                 "source": str(source),
                 "source_fingerprint": source_fp,
-                "source_sfreq_hz": recording.sfreq,
+                "source_sfreq": recording.sfreq,
                 "source_ch_names": [recording.ch_names[i] for i in plan.picks],
                 "excluded_channels": plan.excluded,
                 "montage": plan.montage.kind,
@@ -88,7 +88,7 @@ def convert_recording(
                 "store_format_version": 1,
             }
             writer.set_attrs(
-                sfreq=params.sfreq_hz,
+                sfreq=params.sfreq,
                 ch_names=plan.montage.ch_names,
                 channel_scale_uv=scale.astype(np.float32),
                 window_samples=window,
@@ -104,8 +104,8 @@ def convert_recording(
         source=str(source),
         store=str(path),
         fingerprint=source_fp,
-        source_sfreq_hz=recording.sfreq,
-        sfreq_hz=params.sfreq_hz,
+        source_sfreq=recording.sfreq,
+        sfreq=params.sfreq,
         duration_seconds=recording.duration_seconds,
         ch_names=plan.montage.ch_names,
         excluded=plan.excluded,

@@ -2,7 +2,7 @@
 
 raw chunks ──► FIR decimation by an integer factor (a strided matrix product, exact across chunks)
            ──► montage ──► rational resampling + notch + band-pass (zero-phase, overlap-discard blocks)
-           ──► consecutive float32 microvolt blocks at ``sfreq_hz``
+           ──► consecutive float32 microvolt blocks at ``sfreq``
 
 Filtering after decimation is what makes this fast: a 0.5 Hz high-pass designed at 32 kHz is both slow and
 numerically fragile, at 256 Hz it is neither.
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 class PreprocessParams:
     """Everything that decides the preprocessed signal; stored with each window store as provenance."""
 
-    sfreq_hz: float = 256.0
+    sfreq: float = 256.0
     l_freq_hz: float | None = 0.5
     h_freq_hz: float | None = 80.0
     line_freq_hz: float | str | None = "auto"  # "auto": the recording's (BIDS PowerLineFrequency), else 50
@@ -43,11 +43,11 @@ class PreprocessParams:
     flat_ptp_uv: float = 0.1
 
     def __post_init__(self) -> None:
-        nyquist = self.sfreq_hz / 2
-        if self.sfreq_hz <= 0:
-            raise ValueError(f"sfreq_hz must be positive, got {self.sfreq_hz}")
+        nyquist = self.sfreq / 2
+        if self.sfreq <= 0:
+            raise ValueError(f"sfreq must be positive, got {self.sfreq}")
         if self.h_freq_hz is not None and not 0 < self.h_freq_hz < nyquist:
-            raise ValueError(f"h_freq_hz must be in (0, {nyquist}) for sfreq_hz={self.sfreq_hz}, got {self.h_freq_hz}")
+            raise ValueError(f"h_freq_hz must be in (0, {nyquist}) for sfreq={self.sfreq}, got {self.h_freq_hz}")
         if self.l_freq_hz is not None and not 0 < self.l_freq_hz < (self.h_freq_hz or nyquist):
             raise ValueError(f"l_freq_hz must be in (0, h_freq_hz), got {self.l_freq_hz}")
         if self.line_freq_hz not in (None, "auto", 50.0, 60.0):
@@ -135,9 +135,9 @@ def find_flat_or_nan(
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
-def anti_alias_taps(q: int, sfreq_hz: float, cutoff_hz: float, taps_per_phase: int = 16) -> np.ndarray:
+def anti_alias_taps(q: int, sfreq: float, cutoff_hz: float, taps_per_phase: int = 16) -> np.ndarray:
     """Low-pass FIR for decimation by ``q``, reshaped ``[taps_per_phase, q]`` for the strided product."""
-    taps = signal.firwin(taps_per_phase * q, cutoff_hz, fs=sfreq_hz, window=("kaiser", 8.0))
+    taps = signal.firwin(taps_per_phase * q, cutoff_hz, fs=sfreq, window=("kaiser", 8.0))
     return taps.astype(np.float32).reshape(taps_per_phase, q)
 
 
@@ -175,20 +175,20 @@ def decimate_span(
 # ---------------------------------------------------------------------------------------------- stage 2
 
 
-def design_sos(params: PreprocessParams, sfreq_hz: float) -> np.ndarray | None:
+def design_sos(params: PreprocessParams, sfreq: float) -> np.ndarray | None:
     """Band-pass and line-noise notches (with harmonics below Nyquist) as one second-order-section cascade."""
     if params.line_freq_hz == "auto":
         raise ValueError("resolve line_freq_hz='auto' with PreprocessParams.for_recording() first")
     sections = []
     if params.l_freq_hz and params.h_freq_hz:
-        sections.append(signal.butter(4, [params.l_freq_hz, params.h_freq_hz], "bandpass", fs=sfreq_hz, output="sos"))
+        sections.append(signal.butter(4, [params.l_freq_hz, params.h_freq_hz], "bandpass", fs=sfreq, output="sos"))
     elif params.l_freq_hz:
-        sections.append(signal.butter(4, params.l_freq_hz, "highpass", fs=sfreq_hz, output="sos"))
+        sections.append(signal.butter(4, params.l_freq_hz, "highpass", fs=sfreq, output="sos"))
     elif params.h_freq_hz:
-        sections.append(signal.butter(4, params.h_freq_hz, "lowpass", fs=sfreq_hz, output="sos"))
+        sections.append(signal.butter(4, params.h_freq_hz, "lowpass", fs=sfreq, output="sos"))
     if params.line_freq_hz:
-        for harmonic in np.arange(params.line_freq_hz, 0.95 * sfreq_hz / 2, params.line_freq_hz):
-            b, a = signal.iirnotch(harmonic, Q=30.0, fs=sfreq_hz)
+        for harmonic in np.arange(params.line_freq_hz, 0.95 * sfreq / 2, params.line_freq_hz):
+            b, a = signal.iirnotch(harmonic, Q=30.0, fs=sfreq)
             sections.append(signal.tf2sos(b, a))
     return np.concatenate(sections) if sections else None
 
@@ -268,7 +268,7 @@ def preprocess_stream(
 
 def _preprocess_stream(recording: Recording, plan: ChannelPlan, params: PreprocessParams) -> Iterator[np.ndarray]:
     params = params.for_recording(recording)
-    rs = Resampling.plan(recording.sfreq, params.sfreq_hz)
+    rs = Resampling.plan(recording.sfreq, params.sfreq)
     mid_sfreq = recording.sfreq / rs.q
     stage2 = _stage2_function(params, rs, mid_sfreq)
     pad = _round_up(int(max(10.0, 8.0 / (params.l_freq_hz or 1.0)) * mid_sfreq), rs.down)
@@ -302,7 +302,7 @@ def _decimated_chunks(
     spans = [(start, min(start + step, n_out)) for start in range(0, n_out, step)]
     if rs.q > 1:
         # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
-        cutoff = min(0.5 * params.sfreq_hz, 0.5 * recording.sfreq / rs.q)
+        cutoff = min(0.5 * params.sfreq, 0.5 * recording.sfreq / rs.q)
         taps = anti_alias_taps(rs.q, recording.sfreq, cutoff)
         work = partial(decimate_span, read, recording.n_times, taps)
     else:
@@ -326,7 +326,7 @@ def _in_order(work: Callable[[int, int], np.ndarray], spans: list[tuple[int, int
 
 
 def _stage2_function(params: PreprocessParams, rs: Resampling, mid_sfreq: float) -> Callable:
-    sos = design_sos(params, params.sfreq_hz)
+    sos = design_sos(params, params.sfreq)
 
     def stage2(x: np.ndarray) -> np.ndarray:
         if rs.up != rs.down:

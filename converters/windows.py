@@ -43,10 +43,10 @@ class WindowParams:
         if self.stride_seconds is not None and self.stride_seconds <= 0:
             raise ValueError(f"stride_seconds must be positive, got {self.stride_seconds}")
 
-    def samples(self, sfreq_hz: float) -> tuple[int, int]:
-        """(window, stride) in samples at ``sfreq_hz``."""
-        window = round(self.window_seconds * sfreq_hz)
-        stride = round((self.stride_seconds or self.window_seconds) * sfreq_hz)
+    def samples(self, sfreq: float) -> tuple[int, int]:
+        """(window, stride) in samples at ``sfreq``."""
+        window = round(self.window_seconds * sfreq)
+        stride = round((self.stride_seconds or self.window_seconds) * sfreq)
         return window, stride
 
 
@@ -72,10 +72,10 @@ def fingerprint(path: str | os.PathLike, n_blocks: int = 64, block_bytes: int = 
     return digest.hexdigest()
 
 
-def window_ids(source_fingerprint: str, starts: np.ndarray, sfreq_hz: float, window_samples: int) -> list[str]:
+def window_ids(source_fingerprint: str, starts: np.ndarray, sfreq: float, window_samples: int) -> list[str]:
     """Stable ids ``<fingerprint[:12]>-<onset ms>-<length ms>``: the same file and windowing give the same ids."""
-    length_ms = round(1000 * window_samples / sfreq_hz)
-    onsets_ms = np.round(1000 * np.asarray(starts) / sfreq_hz).astype(np.int64)
+    length_ms = round(1000 * window_samples / sfreq)
+    onsets_ms = np.round(1000 * np.asarray(starts) / sfreq).astype(np.int64)
     return [f"{source_fingerprint[:12]}-{onset:09d}-{length_ms}" for onset in onsets_ms]
 
 

@@ -149,7 +149,7 @@ def fitted():
 def test_checkpoint_round_trip(tmp_path, fitted):
     det, X = fitted
     meta = {"version": "v2", "parent_version": "v1", "labels_used": 24, "metrics": {"auprc": 0.5},
-            "preprocessing": {"sfreq_hz": 256.0}}
+            "preprocessing": {"sfreq": 256.0}}
     path = save_checkpoint(tmp_path / "model.pt", det, meta)
     loaded, back = load_checkpoint(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), det.predict_proba(X))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import threading
 import tracemalloc
 
 import h5py
@@ -14,6 +16,7 @@ from scipy import signal
 
 from converters import synthetic as syn
 from converters.synthetic import PATIENTS, SPIKE_KINDS
+from converters.synthetic.writers import prefetch
 
 
 def _patient(name: str, **changes: object) -> syn.PatientProfile:
@@ -73,7 +76,7 @@ def test_with_n_channels(n_chans: int) -> None:
 
 
 def test_benchmark_profile() -> None:
-    p = syn.benchmark_profile(sfreq_hz=32000, n_chans=24)
+    p = syn.benchmark_profile(sfreq=32000, n_chans=24)
     assert (p.sfreq, p.n_chans, p.morphology) == (32000.0, 24, PATIENTS["A"].morphology)
     assert syn.benchmark_profile(1000, 64, patient="C").n_chans == 64
 
@@ -118,9 +121,13 @@ def test_events_are_consistent() -> None:
                 assert e.channels[0] == p.focus_channel
                 assert 0.02 < e.duration_seconds < 1.0
             elif e.kind == "artifact_pop":
-                assert len(e.channels) == 1
-            else:
-                assert len(e.channels) >= 1
+                pops = p.artifacts.pop_channels
+                assert len(e.channels) == 1 and (not pops or e.channels[0] in pops)
+            else:  # muscle: the outermost contacts of one shaft near a muscle, outermost first
+                shaft = e.channels[0].rstrip("0123456789")
+                assert shaft in (p.artifacts.muscle_shafts or p.layout)
+                n, k = p.layout[shaft], min(p.artifacts.muscle_n_channels, p.layout[shaft])
+                assert e.channels == [f"{shaft}{c}" for c in range(n, n - k, -1)]
 
 
 def test_events_deterministic_and_prefix_stable() -> None:
@@ -325,6 +332,25 @@ def test_edf_needs_integer_rate(tmp_path) -> None:
         syn.write_edf(tmp_path / "x.edf", _patient("A", sfreq=1000.5), 2.0)
 
 
+def test_edf_writer_checks_chunks_records_and_counts_clipping(tmp_path) -> None:
+    spec = syn.EdfSpec(labels=("A1", "A2"), sfreq=100.0, physical_range=(-100.0, 100.0))
+    with syn.EdfWriter(tmp_path / "w.edf", spec, n_records=2) as writer:
+        with pytest.raises(ValueError, match=r"w.edf: a chunk must be \[2, a multiple of 100\]"):
+            writer.write(np.zeros((2, 150)))
+        chunk = np.zeros((2, 200))
+        chunk[0, :3] = [150.0, -150.0, 99.0]
+        writer.write(chunk)
+        assert writer.clipped == 2
+        with pytest.raises(ValueError, match="more than the 2 records"):
+            writer.write(np.zeros((2, 100)))
+    with pytest.raises(ValueError, match="1 records written, the header announces 2"), \
+            syn.EdfWriter(tmp_path / "short.edf", spec, n_records=2) as writer:
+        writer.write(np.zeros((2, 100)))
+    with pytest.raises(ValueError, match="longer than 16"):
+        syn.EdfWriter(tmp_path / "x.edf", syn.EdfSpec(labels=("L" * 17,), sfreq=1, physical_range=(-1, 1)), 1)
+    assert not (tmp_path / "x.edf").exists()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "int16"])
 def test_hdf5(tmp_path, dtype: str) -> None:
     p = PATIENTS["D"]
@@ -403,9 +429,13 @@ def test_cli_writes(tmp_path, capsys, fmt: str) -> None:
     assert syn.main([*argv, "--sfreq", "8000"]) == 0
     written = capsys.readouterr().out.strip()
     assert written.endswith(".edf" if fmt != "hdf5" else ".hdf5")
-    if fmt != "hdf5":
+    if fmt == "hdf5":
+        with h5py.File(written, "r") as f:
+            shape, sfreq = f["data"].shape, f["data"].attrs["sfreq"]
+    else:
         raw = mne.io.read_raw_edf(written, verbose="error")
-        assert len(raw.ch_names) == 12 and raw.info["sfreq"] == 8000
+        shape, sfreq = (len(raw.ch_names), raw.n_times), raw.info["sfreq"]
+    assert shape == (12, 3 * 8000) and sfreq == 8000
 
 
 def test_prefetch_propagates_errors_and_stops_early() -> None:
@@ -414,10 +444,19 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        list(syn._prefetch(failing()))
-    items = syn._prefetch(iter(range(100)))
+        list(prefetch(failing()))
+    pulled = []
+
+    def endless():
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    items = prefetch(endless(), depth=2)
     assert next(items) == 0
     items.close()
+    assert len(pulled) <= 4  # the one consumed, two queued, one waiting: the producer stopped
+    assert not any(t.name == "synthetic-prefetch" and t.is_alive() for t in threading.enumerate())
 
 
 def test_blas_thread_limits_are_restored() -> None:

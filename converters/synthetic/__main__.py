@@ -1,0 +1,5 @@
+"""``python -m converters.synthetic``: see :mod:`converters.synthetic.command`."""
+
+from .command import main
+
+raise SystemExit(main())
