@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .active.strategies import STRATEGIES
-from .loop import Labeled, Plan, learn_and_rank, pseudo_label_pool, rank, validation_rows
+from .active.strategies import STRATEGIES, Ranking
+from .loop import Labeled, Learned, Plan, learn_and_rank, pseudo_label_pool, rank, validation_rows
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc, best_threshold, f1_at
 
@@ -146,12 +146,8 @@ def replay(
         start = time.perf_counter()
         unlabeled = np.flatnonzero(~labeled)
         labeled[unlabeled[ranking.order[: min(settings.batch_size, settings.budget - int(labeled.sum()))]]] = True
-        free = np.flatnonzero(~labeled)
-        X_free = data.pool_X[pseudo_label_pool(free.tolist())]
-        learned, ranking = learn_and_rank(
-            labeled_windows(data, labeled, sfreq), data.pool_X[free], model, strategy, settings.batch_size,
-            settings.plan, seed * 1000 + r, X_free, reference, rng,
-        )
+        round_seed = seed * 1000 + r
+        learned, ranking = replay_round(data, labeled, model, strategy, settings, round_seed, rng, sfreq, reference)
         model = learned.model
         curve.append(
             RoundResult(
@@ -165,6 +161,27 @@ def replay(
                     curve[-1].labels, curve[-1].positives, curve[-1].auprc, curve[-1].f1,
                     "promoted" if learned.promoted else "kept the serving model")
     return curve
+
+
+def replay_round(
+    data: ReplayData,
+    labeled: np.ndarray,
+    serving: SpikeDetector | None,
+    strategy: str,
+    settings: ReplaySettings,
+    seed: int,
+    rng: np.random.Generator,
+    sfreq: float = 256.0,
+    reference_X: np.ndarray | None = None,
+) -> tuple[Learned, Ranking]:
+    """What the retraining job does after an annotation, on the pool: train on the ``labeled`` windows (pseudo-labels
+    from the unlabeled ones, as the job draws them), keep the better model, rank the unlabeled windows."""
+    free = np.flatnonzero(~labeled)
+    X_free = data.pool_X[pseudo_label_pool(free.tolist())]
+    return learn_and_rank(
+        labeled_windows(data, labeled, sfreq), data.pool_X[free], serving, strategy, settings.batch_size,
+        settings.plan, seed, X_free, reference_X, rng,
+    )
 
 
 def converged_reference(data: ReplayData, settings: ReplaySettings, seed: int) -> dict[str, float]:

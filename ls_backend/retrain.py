@@ -131,7 +131,9 @@ def read_tasks(settings: Settings, index: dict, task_ids: list[int]) -> np.ndarr
 
 
 def training_set(settings: Settings, labels: list[TaskLabel]) -> Labeled:
-    """Windows, soft targets and dense targets (NaN rows where the time course is unknown) of the labeled tasks."""
+    """Windows, soft targets and dense targets (NaN rows where the time course is unknown) of the labeled tasks,
+    in task order."""
+    labels = sorted(labels, key=lambda lab: lab.task_id)
     stores = StoreCache(settings.window_store_dir)
     X = np.stack(
         [

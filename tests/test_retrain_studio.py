@@ -13,9 +13,12 @@ import converters.cli as cli
 from converters import studio
 from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids
+from converters.windows import WindowStore
+from ls_backend.active.strategies import Strategy
 from ls_backend.config import Settings
 from ls_backend.engine import COLD_START_VERSION, SpikeEngine
-from ls_backend.retrain import retrain_project
+from ls_backend.replay import ReplayData, ReplaySettings, replay_round
+from ls_backend.retrain import RANKING_BATCH, retrain_project
 from ls_backend.task_index import cached_task_index
 
 
@@ -105,3 +108,54 @@ def test_the_task_index_is_cached_and_only_new_tasks_are_listed(studio_client, i
     studio_client.tasks.delete(id=min(first))
     after = cached_task_index(studio_client, tmp_path, project.id)
     assert set(after) == set(first) - {min(first)} and listed[-1] == 0  # deletions: everything listed again
+
+
+@pytest.mark.slow
+def test_the_retraining_and_the_replay_rank_from_the_same_inputs(
+    label_studio, studio_client, imported, tmp_path, monkeypatch
+):
+    """One path: after the same labels, the live retraining and a replay round train the same model, hand the
+    strategy the same pool view and get the same ranking."""
+    root, project = imported
+    tasks = sorted(studio_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
+    spikes = [t for t in tasks if truth_of(t) == "Spike"][:6]
+    quiet = [t for t in tasks if truth_of(t) == "No spike"][:6]
+    for task in spikes + quiet:
+        studio_client.annotations.create(id=task.id, result=[window_result(truth_of(task))])
+    calls = []
+    original = Strategy.rank
+
+    def spy(self, pool, batch_size=10, rng=None):
+        ranking = original(self, pool, batch_size, rng)
+        calls.append((self.name, pool, batch_size, ranking))
+        return ranking
+
+    monkeypatch.setattr(Strategy, "rank", spy)
+    settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
+                        model_dir=tmp_path / "models", window_store_dir=root / "stores")
+    retrain_project(SpikeEngine(settings), str(project.id), client=studio_client)
+    assert len(calls) == 1
+    live = calls.pop()
+
+    # The replay's side: the project's windows in task order, the oracle knowing the 12 labels
+    store = WindowStore(next((root / "stores").rglob("*.h5")))
+    pool_X = store.read_windows([t.data["window_id"] for t in tasks])
+    targets = {t.id: float(truth_of(t) == "Spike") for t in spikes + quiet}
+    pool_y = np.array([targets.get(t.id, 0.0) for t in tasks], np.float32)
+    dense = np.full(pool_X.shape[::2], np.nan, np.float32)
+    dense[pool_y == 0.0] = 0.0  # "No spike" from everyone: no spike anywhere; "Spike" alone: time course unknown
+    data = ReplayData(pool_X, pool_y, pool_X[:2], pool_y[:2], pool_dense=dense)
+    labeled = np.array([t.id in targets for t in tasks])
+    replay_settings = ReplaySettings(batch_size=RANKING_BATCH, budget=12)
+    _, ranking = replay_round(data, labeled, None, "mixed", replay_settings, 0, np.random.default_rng(0), store.sfreq)
+    replayed = calls.pop()
+
+    assert live[0] == replayed[0] == "mixed" and live[2] == replayed[2] == RANKING_BATCH
+    given = live[1].fields_given()
+    assert given == replayed[1].fields_given()
+    assert {"proba", "embeddings", "detector_score", "labeled_embeddings", "labeled_y"} <= set(given)
+    for name in given:
+        np.testing.assert_allclose(getattr(live[1], name), getattr(replayed[1], name), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    np.testing.assert_array_equal(live[3].order, ranking.order)
+    np.testing.assert_array_equal(live[3].cluster, ranking.cluster)
