@@ -84,7 +84,13 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
     @app.get("/health")
     @app.get("/")
     def health() -> Response:
-        return jsonify(status="UP", model_class="SpikeDetector", uptime_seconds=round(time.time() - started))
+        # "UP" while /predict works (Label Studio connects a backend that is UP); "problems" names what does not
+        return jsonify(
+            status="UP",
+            model_class="SpikeDetector",
+            uptime_seconds=round(time.time() - started),
+            problems=settings.problems(),
+        )
 
     @app.post("/setup")
     def setup() -> Response:
@@ -162,6 +168,8 @@ def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
     """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry)."""
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for problem in settings.problems():
+        logger.error("%s", problem)
     engine = engine_factory(settings)
     dispatch = None
     if settings.redis_url:  # retrainings run in `python -m ls_backend.worker` processes

@@ -56,6 +56,17 @@ class Settings:
         if not 0 < self.target_auprc <= 1:
             raise ValueError(f"TARGET_AUPRC must be in (0, 1], got {self.target_auprc}")
 
+    def problems(self) -> list[str]:
+        """Settings the backend starts without but cannot do its whole job without (said at start-up and by
+        /health)."""
+        found = []
+        if not self.label_studio_api_key:
+            found.append(
+                "LABEL_STUDIO_API_KEY is not set: the backend can pre-annotate, but cannot read labels or write "
+                "rankings, so every retraining fails (set it to a Label Studio access token)"
+            )
+        return found
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.basic_auth_user)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from converters.windows import StoreWriter, window_ids, window_starts
-from ls_backend.app import create_app
+from ls_backend.app import create_app, make_server_app
 from ls_backend.config import Settings
 from ls_backend.jobs import RetrainQueue
 
@@ -29,6 +29,9 @@ class EchoEngine:
 
     def has_ranking(self, project):
         return project == "4"
+
+    def retrain(self, project):
+        pass
 
 
 @pytest.fixture
@@ -59,8 +62,8 @@ def task(task_id, window_id, store="P/rec.h5"):
 
 
 def test_health_and_setup(tmp_path, store_dir):
-    client, queue = make_client(tmp_path, store_dir)
-    assert client.get("/health").json["status"] == "UP"
+    client, queue = make_client(tmp_path, store_dir, label_studio_api_key="token")
+    assert client.get("/health").json["status"] == "UP" and client.get("/health").json["problems"] == []
     assert client.post("/setup", json={"project": "4.1700000000", "schema": "<View/>"}).json == {
         "model_version": "v-4"
     }
@@ -120,3 +123,18 @@ def test_settings_from_environment_name_bad_values():
         Settings.from_env({"MAX_REQUEST_MB": "lots"})
     with pytest.raises(ValueError, match="BASIC_AUTH_USER and BASIC_AUTH_PASS"):
         Settings.from_env({"BASIC_AUTH_USER": "u"})
+
+
+def test_a_backend_without_its_label_studio_token_says_so_at_start_and_in_health(
+    tmp_path, store_dir, monkeypatch, caplog
+):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("WINDOW_STORE_DIR", str(store_dir))
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with caplog.at_level("ERROR", logger="ls_backend.app"):
+        app = make_server_app(lambda settings: EchoEngine())
+    assert any("LABEL_STUDIO_API_KEY is not set" in r.getMessage() for r in caplog.records)
+    health = app.test_client().get("/health").json
+    assert health["status"] == "UP"  # pre-annotations still work
+    assert len(health["problems"]) == 1 and "LABEL_STUDIO_API_KEY" in health["problems"][0]
