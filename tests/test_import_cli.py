@@ -247,11 +247,11 @@ def fail_midway(monkeypatch, error):
 def test_task_generator_failing_midway(label_studio, studio_client, bids_root, existing_project, monkeypatch, capsys):
     fail_midway(monkeypatch, OSError("Can't read data (truncated file)"))
     assert import_into(label_studio, bids_root, existing_project, "--batch-size", 2) == 2
+    assert_as_before(studio_client, existing_project)
     err = error_line(capsys)
     assert RECORDING_STORE in err and "truncated file" in err
     deleted = re.search(r"the (\d+) tasks of the earlier batches were deleted", err)
     assert deleted and int(deleted.group(1)) >= 2
-    assert_as_before(studio_client, existing_project)
 
 
 @pytest.fixture
@@ -296,11 +296,11 @@ def test_interrupted_import(
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the command")
     assert code == (130 if isinstance(error, KeyboardInterrupt) else 143)
+    assert_as_before(studio_client, existing_project)
     err = error_line(capsys)
     assert err.startswith("error: interrupted (Ctrl-C)" if code == 130 else "error: stopped (exit code 143)")
     undone = "imported by this run were deleted" if where == "backend" else "of the earlier batches were deleted"
     assert undone in err
-    assert_as_before(studio_client, existing_project)
 
 
 def test_unreachable_backend_fails_before_importing(
@@ -311,10 +311,9 @@ def test_unreachable_backend_fails_before_importing(
     monkeypatch.setattr(studio, "import_tasks", lambda *args, **kwargs: calls.append("import"))
     url = f"http://127.0.0.1:{free_port()}"
     assert import_into(label_studio, bids_root, existing_project, "--backend-url", url) == 2
-    err = error_line(capsys)
-    assert err.startswith(f"error: the ML backend {url} is not reachable")
-    assert calls == []  # failed before converting anything
     assert_as_before(studio_client, existing_project)
+    assert calls == []  # failed before converting anything
+    assert error_line(capsys).startswith(f"error: the ML backend {url} is not reachable")
 
 
 def test_backend_refused_after_import_rolls_back(
@@ -322,7 +321,7 @@ def test_backend_refused_after_import_rolls_back(
 ):
     args = ["--batch-size", 2, "--backend-url", setup_failing_backend]
     assert import_into(label_studio, bids_root, existing_project, *args) == 2
+    assert_as_before(studio_client, existing_project)
     err = error_line(capsys)
     assert f"could not add the ML backend {setup_failing_backend}" in err
     assert "the 15 tasks imported by this run were deleted" in err
-    assert_as_before(studio_client, existing_project)
