@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import serving
+from label_studio_sdk import LabelStudio as LabelStudioClient
 from studio_server import free_port
 
 import converters.cli as cli
@@ -274,6 +275,22 @@ def raise_in_backend_connection(monkeypatch, error):
         raise error
 
     monkeypatch.setattr(studio, "connect_ml_backend", connect_ml_backend)
+
+
+def test_backend_check_fails_only_when_certain(caplog):
+    client = LabelStudioClient(base_url="http://localhost:1", api_key="unused")  # only its URL is read
+
+    def needs_login(environ, start_response):
+        start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+        return [b"authentication required"]
+
+    with serving(needs_login) as url, pytest.raises(studio.StudioError, match="HTTP 401.*BASIC_AUTH_USER"):
+        studio.check_ml_backend(client, url)
+    with pytest.raises(studio.StudioError, match="expected http"):
+        studio.check_ml_backend(client, "localhost:9090")
+    with caplog.at_level("WARNING", "converters.studio"):  # may be reachable from the server (a compose service)
+        studio.check_ml_backend(client, "http://spike-backend.invalid:9090")
+    assert "Label Studio checks it from its server" in caplog.text
 
 
 @pytest.mark.parametrize(
