@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -136,17 +137,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_import(args)
     except (ImportError_, RecordingError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"error: {_one_line(err, 'interrupted (Ctrl-C)')}", file=sys.stderr)
+        return 130
+    except SystemExit as err:  # e.g. from a signal handler: say what was undone, keep its exit code
+        print(f"error: {_one_line(err, f'stopped (exit code {err.code})')}", file=sys.stderr)
+        raise
     except Exception as err:  # a StudioError: one line, no traceback (studio is imported only with a server)
         studio = sys.modules.get("converters.studio")
         if studio is None or not isinstance(err, studio.StudioError):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     where = f"project {summary.project_id}" if summary.project_id is not None else "no server (dry run)"
     print(f"{summary.n_tasks_new} new tasks, {summary.n_tasks_skipped} already present -> {where}")
     return 0
+
+
+def _one_line(err: BaseException, what: str = "") -> str:
+    """``what`` happened (default: the error's message), with the notes added on its way up (what was undone)."""
+    return "; ".join(part for part in (what or str(err), *getattr(err, "__notes__", ())) if part)
 
 
 def run_import(args: argparse.Namespace) -> ImportSummary:
@@ -166,42 +178,54 @@ def run_import(args: argparse.Namespace) -> ImportSummary:
         from . import studio
 
         client = studio.connect(args.url, args.api_key)
-    stores = _convert_all(sources, args, params, window_params, reader_options)
-    ch_names = _common_channels(stores)
-    label_config = make_label_config(ch_names)
-    tasks = _iter_tasks(stores, args)
-    if args.out:
-        tasks = _tee_to_file(tasks, args.out, label_config)
-    if client is None:
-        n = sum(1 for _ in tasks)
-        return ImportSummary(None, False, stores, n, 0)
-    return _import_into_studio(client, args, label_config, tasks, stores)
+        if args.backend_url:  # before any work: a backend that surely cannot be connected fails here
+            studio.check_ml_backend(client, args.backend_url, _backend_auth())
+    store_paths = [_store_path(source, args) for source in sources]
+    with _stores_undone_on_failure(store_paths):
+        stores = _convert_all(sources, store_paths, args, params, window_params, reader_options)
+        ch_names = _common_channels(stores)
+        label_config = make_label_config(ch_names)
+        tasks = _iter_tasks(stores, args)
+        if args.out:
+            tasks = _tee_to_file(tasks, args.out, label_config)
+        if client is None:
+            n = sum(1 for _ in tasks)
+            return ImportSummary(None, False, stores, n, 0)
+        return _import_into_studio(client, args, label_config, tasks, stores)
 
 
 def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], stores) -> ImportSummary:
+    """All or nothing: whatever fails (also Ctrl-C), the project is left as it was before this run."""
     from . import studio
 
     title = args.project or f"Spikes {args.patient}"
     project, created = studio.get_or_create_project(client, title, label_config, description=_description(args))
-    existing = set() if created else studio.existing_window_ids(client, project.id)
-    new_tasks = (t for t in tasks if t["data"]["window_id"] not in existing)
     total = sum(len(_candidate_rows(s, args)) for s in stores)
+    created_ids: list[int] = []
     try:
+        existing = set() if created else studio.existing_window_ids(client, project.id)
+        new_tasks = (t for t in tasks if t["data"]["window_id"] not in existing)
         created_ids = studio.import_tasks(client, project.id, new_tasks, batch_size=args.batch_size, total=total)
         if args.backend_url:
-            user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
             studio.connect_ml_backend(
                 client,
                 project.id,
                 args.backend_url,
-                basic_auth=(user, password) if user and password else None,
+                basic_auth=_backend_auth(),
                 webhook_secret=os.environ.get("WEBHOOK_SECRET") or None,
             )
-    except Exception:
-        if created:
-            studio.delete_project(client, project.id)
+    except BaseException as err:  # import_tasks undid its own batches; undo the rest
+        undone = studio.undo_import(client, project.id, created_ids, project_created=created)
+        if undone:
+            err.add_note(undone)
         raise
     return ImportSummary(project.id, created, stores, len(created_ids), total - len(created_ids))
+
+
+def _backend_auth() -> tuple[str, str] | None:
+    """The ML backend's basic auth (env BASIC_AUTH_USER and BASIC_AUTH_PASS), None without both."""
+    user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
+    return (user, password) if user and password else None
 
 
 def _reader_options(args: argparse.Namespace) -> dict:
@@ -253,9 +277,44 @@ def _quiet(logger_name: str) -> Iterator[None]:
         target.setLevel(level)
 
 
-def _convert_all(sources, args, params, window_params, reader_options) -> list[StoreInfo]:
+def _store_path(source: Path, args: argparse.Namespace) -> Path:
+    return args.store_dir / args.patient / f"{source.stem}.h5"
+
+
+@contextmanager
+def _stores_undone_on_failure(paths: list[Path]) -> Iterator[None]:
+    """On any failure (also Ctrl-C), put back the stores this run replaced and remove the ones it added.
+
+    The previous store stays in place meanwhile (the ML backend may be reading it): a hard link (a copy where the
+    file system has none) keeps it, since a conversion writes ``<store>.tmp`` and renames it over the store.
+    """
+    backups = {path: _keep_copy(path) for path in paths if path.exists()}
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            if path in backups:
+                os.replace(backups[path], path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups.values():
+            backup.unlink(missing_ok=True)
+
+
+def _keep_copy(path: Path) -> Path:
+    backup = path.with_name(path.name + ".before-import")
+    backup.unlink(missing_ok=True)  # left by a run that was killed
+    try:
+        os.link(path, backup)
+    except OSError:
+        shutil.copy2(path, backup)
+    return backup
+
+
+def _convert_all(sources, store_paths, args, params, window_params, reader_options) -> list[StoreInfo]:
     channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
-    store_paths = [args.store_dir / args.patient / f"{source.stem}.h5" for source in sources]
     jobs = [(s, p, params, window_params, channels, reader_options) for s, p in zip(sources, store_paths)]
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -286,15 +345,21 @@ def _candidate_rows(info: StoreInfo, args: argparse.Namespace):
 def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace) -> Iterator[dict]:
     for info in stores:
         key = os.path.relpath(info.store, args.store_dir)
-        with WindowStore(info.store) as store:
-            yield from make_tasks(
-                store,
-                patient=args.patient,
-                recording=Path(info.source).name,
-                store_key=key,
-                rows=_candidate_rows(info, args),
-                events=args.events,
-            )
+        try:
+            with WindowStore(info.store) as store:
+                yield from make_tasks(
+                    store,
+                    patient=args.patient,
+                    recording=Path(info.source).name,
+                    store_key=key,
+                    rows=_candidate_rows(info, args),
+                    events=args.events,
+                )
+        except (OSError, KeyError, ValueError) as err:
+            raise ImportError_(
+                f"{info.store}: building the tasks of {Path(info.source).name} failed ({type(err).__name__}: {err}); "
+                "expected the complete window store this run wrote, with valid events"
+            ) from err
 
 
 def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterator[dict]:
@@ -302,13 +367,16 @@ def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".xml").write_text(label_config)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write("[")
-        for k, task in enumerate(tasks):
-            fh.write(("," if k else "") + "\n" + json.dumps(task))
-            yield task
-        fh.write("\n]\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write("[")
+            for k, task in enumerate(tasks):
+                fh.write(("," if k else "") + "\n" + json.dumps(task))
+                yield task
+            fh.write("\n]\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _description(args: argparse.Namespace) -> str:

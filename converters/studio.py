@@ -11,6 +11,7 @@ project's window ids without downloading the time series that every task carries
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -346,41 +347,48 @@ def import_tasks(
 
     ``tasks`` may be a generator: only one batch is held in memory (``total`` sizes the progress bar).
     Each task is ``{"data": {...}, "predictions": [...], "annotations": [...]}`` (the lists optional).
-    When a batch fails, the tasks created by the earlier batches of this call are deleted again.
+    Whatever stops the import (a refused batch, the generator failing, Ctrl-C), the tasks created by the earlier
+    batches of this call are deleted again before the exception goes on (a refused batch: a StudioError that says
+    so; anything else: the same exception with a note).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if total is None and isinstance(tasks, Sequence):
         total = len(tasks)
-    url = _base_url(client)
     created: list[int] = []
     bar = tqdm(total=total, unit="task", desc=f"Import into project {project_id}", disable=not progress)
+    number = 0
     try:
         iterator = iter(tasks)
-        number = 0
         while batch := [_prepare_task(task) for task in islice(iterator, batch_size)]:
             number += 1
-            start = len(created)
-            try:
-                task_ids = _import_batch(client, project_id, batch)
-            except (ApiError, httpx.HTTPError, StudioError) as exc:
-                message = exc.args[0] if isinstance(exc, StudioError) else _describe_failure(exc, batch, start + 1)
-                rolled_back = _roll_back(client, project_id, created)
-                raise StudioError(
-                    f"Label Studio at {url} rejected batch {number} (tasks {start + 1}-{start + len(batch)}) "
-                    f"of the import into project {project_id}: {message}; {rolled_back}"
-                ) from exc
-            except BaseException:  # e.g. KeyboardInterrupt: keep the project as it was
-                logger.warning(
-                    "Import into project %s interrupted: %s", project_id, _roll_back(client, project_id, created)
-                )
-                raise
-            created.extend(task_ids)
+            created.extend(_import_batch_or_explain(client, project_id, batch, number, len(created)))
             bar.update(len(batch))
+    except StudioError as exc:
+        raise StudioError(f"{exc}; {_roll_back(client, project_id, created)}") from exc.__cause__
+    except BaseException as exc:  # the task generator failed, or Ctrl-C: keep the project as it was
+        undone = _roll_back(client, project_id, created)
+        logger.warning("Import into project %s stopped (%s): %s", project_id, type(exc).__name__, undone)
+        exc.add_note(undone)
+        raise
     finally:
         bar.close()
     logger.info("Imported %d tasks into project %s in %d batches", len(created), project_id, number)
     return created
+
+
+def _import_batch_or_explain(
+    client: LabelStudio, project_id: int, batch: list[dict[str, Any]], number: int, start: int
+) -> list[int]:
+    """Import one batch; a refusal becomes a StudioError naming the batch and its failing task."""
+    try:
+        return _import_batch(client, project_id, batch)
+    except (ApiError, httpx.HTTPError, StudioError) as exc:
+        message = exc.args[0] if isinstance(exc, StudioError) else _describe_failure(exc, batch, start + 1)
+        raise StudioError(
+            f"Label Studio at {_base_url(client)} rejected batch {number} (tasks {start + 1}-{start + len(batch)}) "
+            f"of the import into project {project_id}: {message}"
+        ) from exc
 
 
 def _import_batch(client: LabelStudio, project_id: int, batch: list[dict[str, Any]]) -> list[int]:
@@ -400,8 +408,8 @@ def _import_batch(client: LabelStudio, project_id: int, batch: list[dict[str, An
     return task_ids
 
 
-def _roll_back(client: LabelStudio, project_id: int, task_ids: list[int]) -> str:
-    """Delete the tasks of the earlier batches; say what happened, for the error message."""
+def _roll_back(client: LabelStudio, project_id: int, task_ids: list[int], whose: str = "of the earlier batches") -> str:
+    """Delete the given tasks (``whose`` says which, for the message); say what happened, for the error message."""
     if not task_ids:
         return "no earlier batch to undo"
     try:
@@ -409,10 +417,69 @@ def _roll_back(client: LabelStudio, project_id: int, task_ids: list[int]) -> str
     except (ApiError, httpx.HTTPError) as exc:
         logger.error("Could not delete the %d tasks already imported: %s", len(task_ids), _server_message(exc))
         return (
-            f"deleting the {len(task_ids)} tasks of the earlier batches ALSO failed ({_server_message(exc)}); "
+            f"deleting the {len(task_ids)} tasks {whose} ALSO failed ({_server_message(exc)}); "
             "re-running the import skips the windows already present"
         )
-    return f"the {len(task_ids)} tasks of the earlier batches were deleted"
+    return f"the {len(task_ids)} tasks {whose} were deleted"
+
+
+def undo_import(client: LabelStudio, project_id: int, task_ids: list[int], project_created: bool) -> str | None:
+    """Undo what a failed import did to Label Studio: the project it created, else the tasks it created.
+
+    Returns what was done, for the error message (None: nothing to undo).
+    """
+    if project_created:
+        try:
+            delete_project(client, project_id)
+        except StudioError as exc:
+            return f"deleting project {project_id}, created by this import, ALSO failed ({exc})"
+        return f"project {project_id}, created by this import, was deleted"
+    if task_ids:
+        return _roll_back(client, project_id, task_ids, whose="imported by this run")
+    return None
+
+
+def check_ml_backend(client: LabelStudio, url: str, basic_auth: tuple[str, str] | None = None) -> None:
+    """Fail before anything is imported when the ML backend at ``url`` surely cannot be connected.
+
+    Label Studio checks the backend from its own server (GET /health, POST /setup), which may reach hosts this
+    machine cannot (a docker compose service name): so only certain failures stop here. Those are a URL that is
+    not http(s), a backend that answers but not as a healthy ML backend (wrong URL or credentials), and one that
+    cannot be reached while Label Studio and the backend are both on this machine (localhost URLs).
+    """
+    url = url.rstrip("/")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise StudioError(f"ML backend URL {url!r} is not a URL ({exc}); expected http(s)://host:port") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise StudioError(f"ML backend URL {url!r} is not a URL; expected http(s)://host:port")
+    try:
+        response = httpx.get(f"{url}/health", auth=basic_auth, timeout=10.0, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        if _is_loopback(parsed.host) and _is_loopback(httpx.URL(_base_url(client)).host):
+            raise StudioError(
+                f"the ML backend {url} is not reachable: {_server_message(exc)}; expected it running there "
+                "(start it, or fix --backend-url)"
+            ) from exc
+        logger.warning("ML backend %s is not reachable from here; Label Studio checks it from its server", url)
+        return
+    if response.is_error:  # what Label Studio's own check refuses too
+        needs_auth = response.status_code == 401
+        hint = " (a backend with basic auth needs BASIC_AUTH_USER and BASIC_AUTH_PASS)" if needs_auth else ""
+        raise StudioError(
+            f"the ML backend {url} is not ready: GET /health answered HTTP {response.status_code} "
+            f"{_one_line(response.text[:200])!r}, expected 200{hint}"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def connect_ml_backend(
