@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 MIN_VALIDATION = 10  # labels needed (with both classes) before a candidate must beat the serving model
 BATCH = 256
 PUSH_BATCH = 500
+PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
 COLD_EPOCHS = 15  # the first model of a project
 FINE_TUNE_EPOCHS = 5  # a model warm-started from the serving one, and the refit with pseudo-labels
@@ -122,6 +123,7 @@ def _retrain(
     with stages("training"):
         candidate, metrics = train_and_validate(X, y, dense, current[0] if current else None, sfreq, X_free=X_free)
     promoted = current is None or metrics["candidate_auprc"] >= metrics.get("serving_auprc", -1.0)
+    serving = engine.registry.current_version(project)
     if promoted:
         meta = {"labels_used": len(labels), "metrics": metrics, "parent_version": engine.model_version(project)}
         engine.registry.promote(project, candidate, meta)
@@ -133,7 +135,12 @@ def _retrain(
         base = rerank_version(base, engine.live_ranking(project).get("version"))
     version = budget.ranking_version(engine.settings, project, base, labels)
     scorer = partial(ModelScorer, detector)
-    n_ranked = push_ranking(engine, client, project, version, index, labeled, scorer, strategy, stages)
+    try:
+        n_ranked = push_ranking(engine, client, project, version, index, labeled, scorer, strategy, stages)
+    except Exception:
+        if promoted and engine.live_ranking(project).get("version") != version:  # its ranking never went live
+            engine.registry.restore(project, serving)
+        raise
     with stages("budget"):
         budget.after_retraining(engine.settings, client, project, labels)  # report, and summary in the description
     return RetrainResult(project, version, promoted, len(labels), metrics, n_ranked)
@@ -316,25 +323,34 @@ def push_ranking(
         return 0
     parts = priority_parts([t for t in index if t not in labeled], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
-    for k, part in enumerate(parts):
-        scorer = new_scorer()
-        with stages("scoring"):
-            part = _score_tasks(engine, scorer, part, index)
-        with stages("ranking"):
-            ranking = make_strategy(strategy).rank(scorer.pool(), batch_size=10, rng=0)
-            predictions = ranking_predictions(part, ranking, version, scorer.results)
-            for prediction in predictions:  # part k scores in [k, k + 1) / parts: the first part is served first
-                prediction["score"] = (k + prediction["score"]) / len(parts)
-        with stages("pushing"):
-            for first in range(0, len(predictions), PUSH_BATCH):
-                client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
-            windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
-            written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
-            write_json_atomic(path, written)
-            if k == 0:
-                client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
-                stages.mark("live")
-                logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
+    live = False
+    try:
+        for k, part in enumerate(parts):
+            scorer = new_scorer()
+            with stages("scoring"):
+                part = _score_tasks(engine, scorer, part, index)
+            with stages("ranking"):
+                ranking = make_strategy(strategy).rank(scorer.pool(), batch_size=10, rng=0)
+                predictions = ranking_predictions(part, ranking, version, scorer.results)
+                for prediction in predictions:  # part k scores in [k, k + 1) / parts: the first part is served first
+                    prediction["score"] = (k + PART_SPAN * prediction["score"]) / len(parts)
+            with stages("pushing"):
+                for first in range(0, len(predictions), PUSH_BATCH):
+                    client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
+                windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
+                written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
+                write_json_atomic(path, written)
+                if k == 0:
+                    client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
+                    stages.mark("live")
+                    live = True
+                    logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
+    except Exception:
+        if not live:  # never went live: the previous ranking stays, and this one's predictions would pile up
+            if previous:
+                write_json_atomic(path, previous)
+            _delete_old_ranking(client, project, version, {previous.get("version")})
+        raise
     with stages("cleanup"):
         _delete_old_ranking(client, project, previous.get("previous_version"), {version, previous.get("version")})
     return sum(len(part) for part in parts)
