@@ -175,12 +175,15 @@ class RetrainQueue:
 
     def _read_marker(self, key: str) -> dict | None:
         try:
-            return json.loads(self._marker_path(key).read_text())
+            marker = json.loads(self._marker_path(key).read_bytes())
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, OSError):
-            logger.warning("project %s: unreadable retraining marker, queued again", key)
-            return {"generation": 1, "not_before": 0, "reasons": {"recovered": 1}}
+        except (ValueError, OSError):  # not JSON, not UTF-8, unreadable
+            marker = None
+        if _is_marker(marker):
+            return marker
+        logger.warning("project %s: unreadable retraining marker, queued again", key)
+        return {"generation": 1, "not_before": 0, "reasons": {"recovered": 1}}
 
     @contextmanager
     def _locked(self, key: str, name: str, blocking: bool = True) -> Iterator[None]:
@@ -192,3 +195,13 @@ class RetrainQueue:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_marker(marker: object) -> bool:
+    """A marker as :meth:`RetrainQueue.request` writes it (anything else is recovered, not a crash of the round)."""
+    return (
+        isinstance(marker, dict)
+        and type(marker.get("generation")) is int
+        and isinstance(marker.get("not_before", 0), int | float)
+        and isinstance(marker.get("reasons"), dict)
+    )

@@ -77,6 +77,16 @@ class ModelRegistry:
         logger.info("project %s: version %s now serves (parent %s)", key, version, parent)
         return version
 
+    def restore(self, project: object, version: str | None) -> None:
+        """Serve ``version`` again (None: no model yet), e.g. when a newer one's ranking could not be pushed."""
+        key = project_key(project)
+        path = self.project_dir(key) / "current.json"
+        if version is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json_atomic(path, {"version": version})
+        logger.warning("project %s: version %s serves again", key, version)
+
     def history(self, project: object) -> list[dict]:
         try:
             return json.loads((self.project_dir(project) / "history.json").read_text())["versions"]

@@ -27,7 +27,7 @@ from .config import Settings
 from .engine import COLD_START_VERSION, SpikeEngine
 from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
-from .loop import Labeled, learn, pseudo_label_pool, rank
+from .loop import Labeled, Plan, learn, pseudo_label_pool, rank
 from .model.estimator import SpikeDetector
 from .model.training import dense_targets
 from .preannotate import model_pre_annotation
@@ -38,8 +38,10 @@ logger = logging.getLogger(__name__)
 
 BATCH = 256
 PUSH_BATCH = 500
+PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
 RANKING_BATCH = 10  # windows chosen jointly (no near-duplicates among them): what a clinician labels between runs
+PLAN = Plan()  # how a retraining trains (epochs, validation, pseudo-labels): the replay benchmark's default too
 
 
 @dataclass
@@ -108,7 +110,8 @@ def _retrain(
         X_free = read_tasks(engine.settings, index, pseudo_label_pool(sorted(set(index) - set(labeled.ids))))
     current = engine.registry.load(project)
     with stages("training"):
-        learned = learn(labeled, current[0] if current else None, X_free=X_free)
+        learned = learn(labeled, current[0] if current else None, PLAN, X_free=X_free)
+    serving = engine.registry.current_version(project)
     if learned.promoted:
         meta = {"labels_used": len(labels), "metrics": learned.metrics, "parent_version": engine.model_version(project)}
         engine.registry.promote(project, learned.candidate, meta)
@@ -116,7 +119,12 @@ def _retrain(
     if not learned.promoted:  # the same model, new labels: a new ranking of it, under a version of its own
         base = rerank_version(base, engine.live_ranking(project).get("version"))
     version = budget.ranking_version(engine.settings, project, base, labels)
-    n_ranked = push_ranking(engine, client, project, version, index, labeled, learned.model, strategy, stages)
+    try:
+        n_ranked = push_ranking(engine, client, project, version, index, labeled, learned.model, strategy, stages)
+    except Exception:
+        if learned.promoted and engine.live_ranking(project).get("version") != version:  # it never went live
+            engine.registry.restore(project, serving)
+        raise
     with stages("budget"):
         budget.after_retraining(engine.settings, client, project, labels)  # report, and summary in the description
     return RetrainResult(project, version, learned.promoted, len(labels), learned.metrics, n_ranked)
@@ -182,23 +190,34 @@ def push_ranking(
     known = set() if labeled is None else set(labeled.ids)
     parts = priority_parts([t for t in index if t not in known], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
-    for k, part in enumerate(parts):
-        tasks = PoolTasks(engine.settings, index, part, model)
-        with stages("scoring"):  # reading the windows, the model, the strategy
-            ranking = rank(model, tasks.batches(), labeled, strategy, RANKING_BATCH, 0, tasks.sfreq, on_batch=tasks.add)
-            predictions = ranking_predictions(tasks.order, ranking, version, tasks.results if model else None)
-            for prediction in predictions:  # part k scores in [k, k + 1) / parts: the first part is served first
-                prediction["score"] = (k + prediction["score"]) / len(parts)
-        with stages("pushing"):
-            for first in range(0, len(predictions), PUSH_BATCH):
-                client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
-            windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
-            written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
-            write_json_atomic(path, written)
-            if k == 0:
-                client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
-                stages.mark("live")
-                logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
+    live = False
+    try:
+        for k, part in enumerate(parts):
+            tasks = PoolTasks(engine.settings, index, part, model)
+            with stages("scoring"):  # reading the windows, the model, the strategy
+                batches = tasks.batches()
+                ranking = rank(model, batches, labeled, strategy, RANKING_BATCH, 0, tasks.sfreq, on_batch=tasks.add)
+                predictions = ranking_predictions(tasks.order, ranking, version, tasks.results if model else None)
+                for prediction in predictions:  # part k scores in [k, k + 1) / parts: the first part is served first
+                    prediction["score"] = (k + PART_SPAN * prediction["score"]) / len(parts)
+            with stages("pushing"):
+                for first in range(0, len(predictions), PUSH_BATCH):
+                    batch = predictions[first : first + PUSH_BATCH]
+                    client.projects.import_predictions(id=int(project), request=batch)
+                windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
+                written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
+                write_json_atomic(path, written)
+                if k == 0:
+                    client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
+                    stages.mark("live")
+                    live = True
+                    logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
+    except Exception:
+        if not live:  # never went live: the previous ranking stays, and this one's predictions would pile up
+            if previous:
+                write_json_atomic(path, previous)
+            _delete_old_ranking(client, project, version, {previous.get("version")})
+        raise
     with stages("cleanup"):
         _delete_old_ranking(client, project, previous.get("previous_version"), {version, previous.get("version")})
     return sum(len(part) for part in parts)

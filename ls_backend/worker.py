@@ -101,5 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # RQ refuses jobs of __main__: enqueue the importable module's run_project
+    from ls_backend.worker import main as module_main
+
+    sys.exit(module_main())
