@@ -30,7 +30,7 @@ from .active.strategies import make_strategy
 from .config import Settings
 from .engine import COLD_START_VERSION, SpikeEngine
 from .jobs import write_json_atomic
-from .labels import TaskLabel, fetch_labels
+from .labels import TaskLabel, fetch_labels, is_spike
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
 from .model.training import PseudoLabelParams, dense_targets, fit_with_pseudo_labels
@@ -183,7 +183,7 @@ def train_and_validate(
     With unlabeled windows ``X_free`` and labels of both classes, confident ones join training as pseudo-labels
     (recomputed every run, never instead of a human label, never in the validation slice)."""
     rng = np.random.default_rng(seed)
-    hard = y >= 0.5
+    hard = is_spike(y)
     validation = np.zeros(len(y), bool)
     if len(y) >= MIN_VALIDATION and hard.any() and (~hard).any():
         for cls in (True, False):  # stratified: a fifth of each class, at least one
@@ -224,7 +224,7 @@ def cross_validated_auprc(
 ) -> float:
     """Out-of-fold AUPRC of a stratified k-fold (k = 3, or the minority count): a quality score while labels are
     too few for a held-back slice (each fit is on a handful of windows: cheap)."""
-    hard = y >= 0.5
+    hard = is_spike(y)
     folds = int(min(3, hard.sum(), (~hard).sum()))
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), int)
