@@ -8,8 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from rq import SimpleWorker
 
 import ls_backend.retrain as retrain
+import ls_backend.worker as worker
+from converters import studio
 from converters.labelconfig import window_result
 from ls_backend.app import create_app
 from ls_backend.budget import (
@@ -26,6 +29,7 @@ from ls_backend.budget.plan import parse_clinician, positive_count
 from ls_backend.budget.render import DESCRIPTION_MARK, description_summary, text_table, with_summary
 from ls_backend.budget.status import SPENT_SUFFIX, BudgetStatus, marked_version, ranking_version, save_status
 from ls_backend.config import Settings
+from ls_backend.jobs import RetrainQueue
 from ls_backend.labels import TaskLabel, task_label
 
 
@@ -133,6 +137,45 @@ def test_the_cli_rejects_a_bad_budget_with_one_line(capsys, monkeypatch, tmp_pat
     with pytest.raises(SystemExit) as exit_info:
         budget_cli(["report"])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+class OneProject:
+    """A Label Studio that has project 3 (all the ``set`` command asks of it)."""
+
+    class projects:  # noqa: N801 - mirrors the SDK client's attribute
+        @staticmethod
+        def get(id):
+            assert id == 3
+            return {"id": 3}
+
+
+def test_setting_a_budget_with_redis_queues_the_reranking_for_the_rq_workers(redis_url, tmp_path, monkeypatch):
+    for name, value in {"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "RETRAIN_DEBOUNCE_SECONDS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(studio, "connect", lambda url, key: OneProject())
+    dispatcher = worker.RQDispatcher(redis_url)  # the queue the webhook's requests go to
+    dispatcher.queue.empty()
+    dispatcher.release("3")
+    runs = []
+    monkeypatch.setattr(worker, "_worker_state", lambda: (RetrainQueue(tmp_path, runs.append), dispatcher))
+    try:
+        assert budget_cli(["set", "--project", "3", "--labels", "40"]) == 0
+        assert [job.args for job in dispatcher.queue.jobs] == [("3",)]
+        SimpleWorker([dispatcher.queue], connection=dispatcher.redis).work(burst=True)
+        assert runs == ["3"] and RetrainQueue(tmp_path, runs.append).pending() == []  # retrained, nothing left
+    finally:
+        dispatcher.queue.empty()
+        dispatcher.release("3")
+
+
+def test_setting_a_budget_with_redis_down_says_the_budget_is_saved(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    monkeypatch.setattr(studio, "connect", lambda url, key: OneProject())
+    assert budget_cli(["set", "--project", "3", "--labels", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "budget is saved, but the re-ranking could not be queued in Redis at redis://127.0.0.1:1/0" in err
+    assert load_budget(Settings(model_dir=tmp_path), 3).labels == 40
 
 
 # -- the status ---------------------------------------------------------------------------------------------
