@@ -32,7 +32,7 @@ EXPECTED_NAMES = {WINDOW_CHOICE: sorted(CHOICE_TARGETS), REGION_LABEL: sorted(RE
 SHOWN_TASK_IDS = 10  # task ids named in one unknown-name warning
 
 # (kind, name) of an unknown name -> ids of the tasks it was met in
-UnknownNames = dict[tuple[str, str], list[int]]
+UnknownNames = dict[tuple[str, str], set[int]]
 
 
 @dataclass
@@ -115,7 +115,7 @@ def task_label(task: dict, unknown: UnknownNames | None = None) -> TaskLabel | N
     answered = [(a, choice, regions) for a, choice, regions in answers if choice is not None]
     collected: UnknownNames = {} if unknown is None else unknown
     for name in sorted(seen):
-        collected.setdefault(name, []).append(int(task["id"]))
+        collected.setdefault(name, set()).add(int(task["id"]))
     if unknown is None:
         warn_unknown(collected)
     if not answered:
@@ -137,7 +137,8 @@ def task_label(task: dict, unknown: UnknownNames | None = None) -> TaskLabel | N
 
 def warn_unknown(unknown: UnknownNames) -> None:
     """One warning per unknown name: where it was met and the names expected."""
-    for (kind, name), task_ids in sorted(unknown.items()):
+    for (kind, name), ids in sorted(unknown.items()):
+        task_ids = sorted(ids)
         shown = ", ".join(map(str, task_ids[:SHOWN_TASK_IDS])) + (", ..." if len(task_ids) > SHOWN_TASK_IDS else "")
         logger.warning(
             "unknown %s %r in %d task(s) (task %s): ignored in those annotations, the other answers are kept; "
@@ -147,13 +148,16 @@ def warn_unknown(unknown: UnknownNames) -> None:
 
 
 def fetch_labels(client: Any, project_id: int, page_size: int = 100) -> list[TaskLabel]:
-    """Labels of every annotated task of the project (all clinicians), through label-studio-sdk."""
-    labels = []
+    """Labels of every annotated task of the project (all clinicians), through label-studio-sdk, page by page.
+
+    Annotations submitted during the read shift the pages, so a task may come twice: it counts once (its last read).
+    """
+    labels: dict[int, TaskLabel] = {}
     unknown: UnknownNames = {}
     pages = client.tasks.list(project=project_id, fields="all", query=json.dumps(ANNOTATED), page_size=page_size)
     for task in pages:
         label = task_label(task.model_dump() if hasattr(task, "model_dump") else dict(task), unknown)
         if label is not None:
-            labels.append(label)
+            labels[label.task_id] = label
     warn_unknown(unknown)
-    return labels
+    return list(labels.values())

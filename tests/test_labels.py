@@ -85,3 +85,10 @@ def test_fetching_logs_each_unknown_name_once_with_its_tasks(caplog):
 
 def test_a_task_whose_only_answer_is_unknown_gives_nothing():
     assert task_label(task([renamed("Spikey")])) is None
+
+
+def test_a_task_read_twice_while_pages_shift_counts_once():
+    first = numbered(21, [window_result("No spike")])
+    again = numbered(21, [window_result("No spike")], [window_result("Spike")])  # a second answer came meanwhile
+    labels = fetch_labels(FakeClient([first, numbered(22, [window_result("Spike")]), again]), 1)
+    assert [(lab.task_id, lab.target, len(lab.annotators)) for lab in labels] == [(21, 0.5, 2), (22, 1.0, 1)]
