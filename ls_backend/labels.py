@@ -114,7 +114,7 @@ def task_label(task: dict, unknown: UnknownNames | None = None) -> TaskLabel | N
     answers = [(a, *annotation_answer(a.get("result") or [], seen)) for a in annotations]
     answered = [(a, choice, regions) for a, choice, regions in answers if choice is not None]
     collected: UnknownNames = {} if unknown is None else unknown
-    for name in sorted(seen):
+    for name in seen:
         collected.setdefault(name, set()).add(int(task["id"]))
     if unknown is None:
         warn_unknown(collected)
