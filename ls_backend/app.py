@@ -20,7 +20,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from .budget.page import register_report_page
 from .config import Settings
-from .jobs import RetrainQueue, project_key
+from .jobs import RetrainQueue, project_key, rq_dispatch
 from .stores import StoreCache, TaskInputError
 
 logger = logging.getLogger(__name__)
@@ -171,11 +171,7 @@ def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
     for problem in settings.problems():
         logger.error("%s", problem)
     engine = engine_factory(settings)
-    dispatch = None
-    if settings.redis_url:  # retrainings run in `python -m ls_backend.worker` processes
-        from .worker import RQDispatcher
-
-        dispatch = RQDispatcher(settings.redis_url)
+    dispatch = rq_dispatch(settings.redis_url)  # with REDIS_URL: `python -m ls_backend.worker` processes train
     queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds, dispatch=dispatch)
     if dispatch is None:
         queue.start()

@@ -46,6 +46,15 @@ def write_json_atomic(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
+def rq_dispatch(redis_url: str) -> Callable[[str], None] | None:
+    """The ``dispatch`` of a queue that requests retrainings: to RQ workers when ``REDIS_URL`` is set, else None."""
+    if not redis_url:
+        return None
+    from .worker import RQDispatcher  # redis and rq: only where they are used
+
+    return RQDispatcher(redis_url)
+
+
 class RetrainQueue:
     """Queue retrainings per project; run them in a background thread (see module docstring)."""
 

@@ -26,6 +26,7 @@ from .active.detector import TransientDetector, cold_start_arrays
 from .active.inputs import PoolView
 from .active.ranking import MC_DRAWS
 from .active.strategies import Ranking, RngLike, make_strategy
+from .labels import is_spike
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
 from .model.training import PseudoLabelParams, fit_with_pseudo_labels
@@ -35,11 +36,6 @@ logger = logging.getLogger(__name__)
 NEEDS_DRAWS = frozenset({"bald", "qbc"})
 MODEL_FREE = frozenset({"random", "kcenter", "kmeans", "mixed", "ranked_batch", "cold_start"})  # rank before a model
 PSEUDO_POOL = 500  # unlabeled windows offered to pseudo-labelling each round (confident ones join, weight 0.3)
-
-
-def is_spike(y: np.ndarray) -> np.ndarray:
-    """The hard class of soft targets: a spike when at least half the answers say so ("Unsure" counts half)."""
-    return np.asarray(y) >= 0.5
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 
 import numpy as np
 import pytest
+from rq import SimpleWorker
 
+import ls_backend.retrain as retrain
+import ls_backend.worker as worker
+from converters import studio
+from converters.labelconfig import window_result
 from ls_backend.app import create_app
 from ls_backend.budget import (
     Budget,
@@ -23,7 +29,8 @@ from ls_backend.budget.plan import parse_clinician, positive_count
 from ls_backend.budget.render import DESCRIPTION_MARK, description_summary, text_table, with_summary
 from ls_backend.budget.status import SPENT_SUFFIX, BudgetStatus, marked_version, ranking_version, save_status
 from ls_backend.config import Settings
-from ls_backend.labels import TaskLabel
+from ls_backend.jobs import RetrainQueue
+from ls_backend.labels import TaskLabel, task_label
 
 
 def curve_points(plateau=0.9, scale=2.0, exponent=0.6, labels=(20, 40, 80, 120, 160, 200)):
@@ -132,6 +139,45 @@ def test_the_cli_rejects_a_bad_budget_with_one_line(capsys, monkeypatch, tmp_pat
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+class OneProject:
+    """A Label Studio that has project 3 (all the ``set`` command asks of it)."""
+
+    class projects:  # noqa: N801 - mirrors the SDK client's attribute
+        @staticmethod
+        def get(id):
+            assert id == 3
+            return {"id": 3}
+
+
+def test_setting_a_budget_with_redis_queues_the_reranking_for_the_rq_workers(redis_url, tmp_path, monkeypatch):
+    for name, value in {"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "RETRAIN_DEBOUNCE_SECONDS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(studio, "connect", lambda url, key: OneProject())
+    dispatcher = worker.RQDispatcher(redis_url)  # the queue the webhook's requests go to
+    dispatcher.queue.empty()
+    dispatcher.release("3")
+    runs = []
+    monkeypatch.setattr(worker, "_worker_state", lambda: (RetrainQueue(tmp_path, runs.append), dispatcher))
+    try:
+        assert budget_cli(["set", "--project", "3", "--labels", "40"]) == 0
+        assert [job.args for job in dispatcher.queue.jobs] == [("3",)]
+        SimpleWorker([dispatcher.queue], connection=dispatcher.redis).work(burst=True)
+        assert runs == ["3"] and RetrainQueue(tmp_path, runs.append).pending() == []  # retrained, nothing left
+    finally:
+        dispatcher.queue.empty()
+        dispatcher.release("3")
+
+
+def test_setting_a_budget_with_redis_down_says_the_budget_is_saved(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    monkeypatch.setattr(studio, "connect", lambda url, key: OneProject())
+    assert budget_cli(["set", "--project", "3", "--labels", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "budget is saved, but the re-ranking could not be queued in Redis at redis://127.0.0.1:1/0" in err
+    assert load_budget(Settings(model_dir=tmp_path), 3).labels == 40
+
+
 # -- the status ---------------------------------------------------------------------------------------------
 
 
@@ -161,7 +207,7 @@ def make_status(budget=BUDGET):
 
 def test_the_status_counts_labels_time_clinicians_and_spikes():
     status = make_status()
-    assert (status.spent, status.labeled_windows, status.spike_windows, status.no_spike_windows) == (5, 4, 2, 1)
+    assert (status.spent, status.labeled_windows, status.spike_windows, status.no_spike_windows) == (5, 4, 3, 1)
     assert status.seconds == 105.0 and status.remaining == 1 and not status.is_spent
     by_name = {c.name: c for c in status.clinicians}
     assert (by_name["a@x.org"].labels, by_name["a@x.org"].seconds, by_name["a@x.org"].budget) == (2, 40.0, 2)
@@ -169,7 +215,7 @@ def test_the_status_counts_labels_time_clinicians_and_spikes():
     assert by_name["c@x.org"].labels == 0  # has a budget, labeled nothing yet
     assert [p["labels"] for p in status.quality] == [12, 24]  # the unvalidated first version is left out
     assert status.version == "p3-v0003"
-    assert BudgetStatus.from_dict(status.to_dict()) == status
+    assert BudgetStatus.from_dict(json.loads(json.dumps(status.to_dict()))) == status  # as saved for /report
 
 
 def test_texts_say_what_was_spent_and_bought():
@@ -178,7 +224,7 @@ def test_texts_say_what_was_spent_and_bought():
     table = text_table(spent)
     assert "Labels spent" in table and "5 (budget spent)" in table and "b@x.org" in table and "12 -> 0.600" in table
     summary = description_summary(spent)
-    assert summary.startswith("BUDGET SPENT.") and "stop labeling" in summary and "Spike windows found: 2" in summary
+    assert summary.startswith("BUDGET SPENT.") and "stop labeling" in summary and "Spike windows found: 3" in summary
     assert "Own budget spent: a@x.org (2 of 2)." in text_table(make_status())  # a clinician's own share
     own = "Night 1 of P03, reviewed by the epilepsy team."
     description = with_summary(own, summary)
@@ -199,6 +245,59 @@ def test_a_spent_budget_marks_the_ranking_version(tmp_path):
     assert marked_version(tmp_path / "3", "p3-v0004") == "p3-v0004"
     (tmp_path / "3" / "budget.json").write_text("{broken")
     assert ranking_version(settings, 3, "p3-v0005", LABELS) == "p3-v0005"  # logged, never stops a retraining
+
+
+def parsed(task_id, *choices):
+    """The label of a task whose clinicians gave ``choices`` (None: a renamed choice), parsed as the training does."""
+    result = [[window_result(c)] if c else [{"from_name": "window", "type": "choices", "value": {"choices": ["Spk"]}}]
+              for c in choices]  # fmt: skip
+    annotations = [{"result": r, "completed_by": k + 1, "lead_time": 10.0} for k, r in enumerate(result)]
+    data = {"window_id": f"w{task_id}", "store": "P/r.h5"}
+    return task_label({"id": task_id, "data": data, "annotations": annotations})
+
+
+MIXED = [("Spike",), ("Spike", "Spike"), ("Spike", "Unsure"), ("Unsure",), ("Spike", "No spike"),  # 5 spikes
+         ("No spike", "Unsure"), ("No spike",), ("No spike", "No spike"), ("Unsure", "Unsure", "No spike")]  # fmt: skip
+
+
+def test_an_unknown_choice_costs_the_budget_only_its_own_answer():
+    labels = [parsed(1, "Spike", None, "No spike"), parsed(2, None)]
+    status = compute_status("3", "P03", Budget(), [lab for lab in labels if lab], [], {1: "a@x.org", 3: "c@x.org"})
+    assert (status.spent, status.labeled_windows, status.spike_windows) == (2, 1, 1)
+    assert {c.name: c.labels for c in status.clinicians} == {"a@x.org": 1, "c@x.org": 1}
+
+
+class RowDetector:
+    """Stands in for the network: fits nothing, "predicts" each window's row number (to tell scored rows apart)."""
+
+    n_times_ = 4
+
+    def __init__(self, **params):
+        pass
+
+    def fit(self, X, y, dense_targets=None, init_from=None):
+        return self
+
+    def predict_proba(self, X):
+        return X[:, 0, 0]
+
+
+@pytest.mark.parametrize("copies", [1, 3])  # 9 labels: cross-validated; 27: a held-back slice
+def test_the_budget_and_the_validation_call_the_same_windows_spikes(copies, monkeypatch):
+    labels = [parsed(k, *MIXED[k % len(MIXED)]) for k in range(copies * len(MIXED))]
+    scored = []
+    monkeypatch.setattr(retrain, "SpikeDetector", RowDetector)
+    monkeypatch.setattr(retrain, "auprc", lambda truth, proba: scored.append((truth, proba)) or 0.5)
+    y = np.array([lab.target for lab in labels], np.float32)
+    X = np.repeat(np.arange(len(y), dtype=np.float32)[:, None, None], 4, axis=2)
+    retrain.train_and_validate(X, y, np.full((len(y), 4), np.nan, np.float32), None, sfreq=128.0)
+    (truth, rows), *_ = scored
+    assert len(rows) >= 2 and any(y[rows.astype(int)] == 0.5)  # ties ("Unsure", Spike + No spike) are scored
+    for is_spike, row in zip(truth, rows.astype(int)):  # each scored window, one at a time through the budget
+        alone = compute_status("3", "P03", Budget(), [labels[row]], [], {})
+        assert (alone.spike_windows, alone.no_spike_windows) == ((1, 0) if is_spike else (0, 1)), MIXED[row % 9]
+    everything = compute_status("3", "P03", Budget(), labels, [], {})
+    assert everything.spike_windows == 5 * copies and everything.no_spike_windows == 4 * copies
 
 
 # -- the page -----------------------------------------------------------------------------------------------
@@ -228,7 +327,8 @@ def test_the_report_page_explains_bad_unknown_and_empty_projects(tmp_path):
     client, settings = page_client(tmp_path)
     response = client.get("/report/abc")
     assert response.status_code == 400 and "not a Label Studio project id" in response.get_data(as_text=True)
-    assert client.get("/report/..%2F..%2Fetc").status_code in (400, 404)
+    assert client.get("/report/..").status_code == 400  # reaches the page: refused before any file is read
+    assert client.get("/report/..%2F..%2Fetc").json["error"] == "Not Found"  # a slash never reaches the page
     response = client.get("/report/9")
     assert response.status_code == 404 and "never seen project 9" in response.get_data(as_text=True)
     save_budget(settings.model_dir, 9, Budget(40))

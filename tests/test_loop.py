@@ -13,6 +13,7 @@ from model_helpers import TINY, toy_windows
 from ls_backend.loop import Labeled, Plan, PoolScorer, learn, learn_and_rank, train_and_validate, validation_rows
 from ls_backend.model import SpikeDetector
 from ls_backend.model.estimator import one_cycle
+from ls_backend.model.metrics import auprc
 
 TINY_PLAN = Plan(cold_epochs=2, warm_epochs=1, model={k: v for k, v in TINY.items() if k not in ("epochs", "seed")})
 
@@ -48,6 +49,15 @@ def test_fit_trains_for_every_count_of_windows_epochs_and_batch(n, epochs, batch
     assert len(det.history_) == epochs and all(math.isfinite(h["loss"]) for h in det.history_)
     after = list(det.module_.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after))  # it learned something
+
+
+def test_training_to_convergence_lowers_the_rate_on_plateaus_then_stops():
+    X, y = toy_windows(n=48, n_times=32)
+    det = SpikeDetector(**(TINY | {"epochs": 60, "patience": 2})).fit(X[:32], y[:32], eval_set=(X[32:], y[32:]))
+    scores = [h["val_auprc"] for h in det.history_]
+    assert 2 * 4 < len(scores) < 60  # patience epochs without improvement at each of 4 rates, then stopped
+    best = int(np.argmax(scores))  # the weights kept are the best epoch's
+    np.testing.assert_allclose(auprc(y[32:], det.predict_proba(X[32:])), scores[best], atol=1e-6)
 
 
 def test_validation_never_holds_back_the_only_example_of_a_class():

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from label_studio_sdk.core.api_error import ApiError
+from redis.exceptions import RedisError
 
 from converters import studio
 
 from ..config import Settings
-from ..jobs import RetrainQueue, project_key
+from ..jobs import RetrainQueue, project_key, rq_dispatch
 from .plan import Budget, load_budget, parse_clinician, positive_count, save_budget
 from .plots import png_bytes
 from .refresh import refresh_report
@@ -83,13 +84,28 @@ def new_budget(settings: Settings, key: str, args: argparse.Namespace) -> Budget
 
 def run_set(settings: Settings, key: str, budget: Budget) -> int:
     path = save_budget(settings.model_dir, key, budget)
-    RetrainQueue(settings.model_dir, job=lambda _: None).request(key, "BUDGET_SET")  # re-rank with the new budget
+    request_reranking(settings, key)
     print(
         f"project {key}: budget {budget.labels} labels, target quality {budget.target_score:.2f}"
         + "".join(f", {name} {n}" for name, n in budget.clinicians.items())
         + f" (saved in {path})"
     )
     return 0
+
+
+def request_reranking(settings: Settings, key: str) -> None:
+    """Queue a retraining (and so a re-ranking under the new budget) as the webhook does: the marker in MODEL_DIR,
+    picked up by the backend's worker thread, and with ``REDIS_URL`` also a job for the RQ workers."""
+    try:
+        dispatch = rq_dispatch(settings.redis_url)
+        queue = RetrainQueue(settings.model_dir, job=lambda _: None, debounce_seconds=settings.retrain_debounce_seconds,
+                             dispatch=dispatch)  # fmt: skip
+        queue.request(key, "BUDGET_SET")
+    except RedisError as err:
+        raise UsageError(
+            f"the budget is saved, but the re-ranking could not be queued in Redis at {settings.redis_url} ({err}); "
+            "a worker queues it when it next starts"
+        ) from None
 
 
 def run_report(settings: Settings, client: Any, key: str, png: Path | None) -> int:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .curve import Assessment
 from .status import BudgetStatus
 
-SPIKE_COLOR, QUIET_COLOR, UNSURE_COLOR, CURVE_COLOR = "#c0392b", "#2e86c1", "#999999", "#555555"
+SPIKE_COLOR, QUIET_COLOR, CURVE_COLOR = "#c0392b", "#2e86c1", "#555555"
 
 
 def report_figure(status: BudgetStatus, assessment: Assessment) -> Figure:
@@ -67,9 +67,9 @@ def _clinician_panel(ax, status: BudgetStatus) -> None:
 
 def _found_panel(ax, status: BudgetStatus) -> None:
     ax.set_title("What the labeled windows held")
-    unsure = status.labeled_windows - status.spike_windows - status.no_spike_windows
-    counts = [status.spike_windows, status.no_spike_windows, unsure]
-    bars = ax.bar(["spike", "no spike", "undecided"], counts, color=[SPIKE_COLOR, QUIET_COLOR, UNSURE_COLOR])
+    counts = [status.spike_windows, status.no_spike_windows]
+    bars = ax.bar(["spike", "no spike"], counts, color=[SPIKE_COLOR, QUIET_COLOR])
+    ax.set_xlabel('answers averaged per window ("Unsure" = half a spike): half or more is a spike', fontsize=8)
     ax.bar_label(bars)
     ax.set_ylabel("windows")
     ax.yaxis.get_major_locator().set_params(integer=True)

@@ -1,9 +1,11 @@
 """What a project's labels cost and bought: counted from Label Studio's annotations and the model history.
 
 A *label* is one clinician's submitted (not cancelled) answer on one window, so two clinicians answering the same
-window spend two labels. Time is Label Studio's ``lead_time`` of each annotation. Quality is the held-back
-validation AUPRC that each promoted model version recorded in the registry (versions trained on fewer than
-``MIN_VALIDATION`` labels have none and are left out of the curve).
+window spend two labels. The labels counted are the ones the training uses (:func:`ls_backend.labels.task_label`:
+an annotation whose only answer is an unknown choice is none), and a window is a spike window by the validation's
+rule (:func:`ls_backend.labels.is_spike`: "Unsure" counts half a spike). Time is Label Studio's ``lead_time`` of each
+annotation. Quality is the held-back validation AUPRC that each promoted model version recorded in the registry
+(versions trained on fewer than ``MIN_VALIDATION`` labels have none and are left out of the curve).
 
 The status is computed after every retraining and kept as ``MODEL_DIR/<project>/budget_status.json``, which the
 ``/report`` page reads (so a page view never asks Label Studio for every annotation).
@@ -21,7 +23,7 @@ from typing import Any
 
 from ..config import Settings
 from ..jobs import project_key, write_json_atomic
-from ..labels import TaskLabel, fetch_labels
+from ..labels import TaskLabel, fetch_labels, is_spike
 from ..registry import ModelRegistry
 from .plan import Budget, load_budget
 
@@ -103,6 +105,7 @@ def compute_status(
     ]
     clinicians += [ClinicianUse(name, 0, 0.0, limit) for name, limit in sorted(budget.clinicians.items())
                    if name not in per_clinician]  # fmt: skip
+    spikes = int(is_spike([label.target for label in labels]).sum())
     return BudgetStatus(
         project=project_key(project),
         title=title,
@@ -110,8 +113,8 @@ def compute_status(
         target_score=budget.target_score,
         spent=sum(c.labels for c in clinicians),
         labeled_windows=len(labels),
-        spike_windows=sum(label.target > 0.5 for label in labels),
-        no_spike_windows=sum(label.target < 0.5 for label in labels),
+        spike_windows=spikes,
+        no_spike_windows=len(labels) - spikes,
         seconds=round(sum(c.seconds for c in clinicians), 1),
         clinicians=clinicians,
         quality=quality_points(history),

@@ -63,6 +63,27 @@ def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 1 / 25,
     return high + (low - high) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
 
 
+class Plateau:
+    """Training to convergence: a one-epoch warm-up, then the full rate until the validation score has not improved
+    for ``patience`` epochs; then a tenth of it from the best weights, and so on ``drops`` times before stopping."""
+
+    def __init__(self, steps_per_epoch: int, drops: int = 3):
+        self.warmup = steps_per_epoch
+        self.drops_left = drops
+        self.scale = 1.0
+
+    def factor(self, step: int) -> float:
+        return self.scale * min(1.0, (step + 1) / self.warmup)
+
+    def drop(self) -> bool:
+        """Lower the rate tenfold; False when no drop is left (stop)."""
+        if self.drops_left == 0:
+            return False
+        self.drops_left -= 1
+        self.scale /= 10
+        return True
+
+
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
 
 
@@ -83,9 +104,9 @@ class SpikeDetector:
     channel-window) comes from ``benchmarks/capacity_study.py``: wider or deeper models were not better on the
     synthetic patients (within seed noise) and cost 2-30x more per channel-window; dilation was.
     Aggregation: ``sharpness`` of the smooth maximum over time, ``channel_pool`` ("max" or "lse").
-    Training: ``epochs`` (at most, with ``patience``: stop when ``fit``'s ``eval_set`` has not improved for that
-    many epochs) of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
-    windows, AdamW ``lr`` and ``weight_decay`` with a one-cycle schedule, ``focal_gamma`` (0, the default: BCE,
+    Training: ``epochs`` of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
+    windows, AdamW ``lr`` and ``weight_decay`` with a one-cycle schedule (with ``patience`` and ``fit``'s
+    ``eval_set``: training to convergence instead, see :class:`Plateau`), ``focal_gamma`` (0, the default: BCE,
     whose probabilities stay usable for pseudo-label thresholds; the imbalance is handled by balanced sampling),
     ``balanced_sampling`` with ``positive_fraction`` (``prior_correction`` shifts the logits back from the sampled
     to the true prevalence of the training labels, so 0.5 means even odds on real data), ``pos_weight`` (None: 1
@@ -348,7 +369,9 @@ class SpikeDetector:
         n_epoch = self.samples_per_epoch or len(usable)
         steps = max(1, math.ceil(n_epoch / self.batch_size))
         total = steps * self.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(one_cycle, total=total))
+        plateau = None if self.patience is None or eval_set is None else Plateau(steps)
+        schedule = partial(one_cycle, total=total) if plateau is None else plateau.factor
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         labels = y[usable]
         n_pos = float((labels >= 0.5).sum())
         pos_weight = self.pos_weight
@@ -399,8 +422,11 @@ class SpikeDetector:
                     best_score, best_state, best_epoch = score, copy.deepcopy(module.state_dict()), epoch
             self.history_.append(record)
             logger.debug("epoch %d: %s", epoch + 1, record)
-            if best_state is not None and self.patience is not None and epoch - best_epoch >= self.patience:
-                break
+            if plateau is not None and epoch - best_epoch >= self.patience:
+                if not plateau.drop():
+                    break
+                module.load_state_dict(best_state)  # go on from the best weights at a tenth of the rate
+                best_epoch = epoch
         for p in module.parameters():
             p.requires_grad_(True)
         if best_state is not None:
