@@ -25,6 +25,7 @@ from . import budget
 from .active.ranking import ranking_predictions
 from .config import Settings
 from .engine import COLD_START_VERSION, SpikeEngine
+from .failures import clear_failure, record_failure
 from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
 from .loop import Labeled, Plan, learn, pseudo_label_pool, rank
@@ -81,6 +82,20 @@ def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strat
     Before the first label, push the cold-start ranking instead (likely spikes from the classical detector, and
     coverage of the recording), so the first tasks a clinician sees are already useful.
     """
+    project_dir = engine.registry.project_dir(project)
+    try:
+        result = _run(engine, project, client, strategy)
+    except Exception as err:
+        failure = record_failure(project_dir, err)
+        logger.error("project %s: %s", project, failure.line())
+        budget.publish_failure(engine.settings, client, project, failure.line())
+        raise
+    if clear_failure(project_dir) is not None:  # the notice goes (the budget block was rewritten, or is now)
+        budget.publish_failure(engine.settings, client, project, None)
+    return result
+
+
+def _run(engine: SpikeEngine, project: str, client: Any, strategy: str) -> RetrainResult:
     settings = engine.settings
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
     stages = Stages()

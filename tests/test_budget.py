@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rq import SimpleWorker
 
-import ls_backend.retrain as retrain
+import ls_backend.loop as loop
 import ls_backend.worker as worker
 from converters import studio
 from converters.labelconfig import window_result
@@ -286,11 +286,11 @@ class RowDetector:
 def test_the_budget_and_the_validation_call_the_same_windows_spikes(copies, monkeypatch):
     labels = [parsed(k, *MIXED[k % len(MIXED)]) for k in range(copies * len(MIXED))]
     scored = []
-    monkeypatch.setattr(retrain, "SpikeDetector", RowDetector)
-    monkeypatch.setattr(retrain, "auprc", lambda truth, proba: scored.append((truth, proba)) or 0.5)
+    monkeypatch.setattr(loop, "SpikeDetector", RowDetector)
+    monkeypatch.setattr(loop, "auprc", lambda truth, proba: scored.append((truth, proba)) or 0.5)
     y = np.array([lab.target for lab in labels], np.float32)
     X = np.repeat(np.arange(len(y), dtype=np.float32)[:, None, None], 4, axis=2)
-    retrain.train_and_validate(X, y, np.full((len(y), 4), np.nan, np.float32), None, sfreq=128.0)
+    loop.train_and_validate(loop.Labeled(X, y, np.full((len(y), 4), np.nan, np.float32), 128.0), None)
     (truth, rows), *_ = scored
     assert len(rows) >= 2 and any(y[rows.astype(int)] == 0.5)  # ties ("Unsure", Spike + No spike) are scored
     for is_spike, row in zip(truth, rows.astype(int)):  # each scored window, one at a time through the budget

@@ -7,7 +7,7 @@ and once a project's budget is spent its ranking is pushed as ``<version>-budget
 
 from .curve import Assessment, LearningCurve, assess, fit_learning_curve
 from .plan import Budget, load_budget, save_budget
-from .refresh import after_retraining, refresh_report
+from .refresh import after_retraining, publish_failure, refresh_report
 from .status import SPENT_SUFFIX, BudgetStatus, compute_status, marked_version, ranking_version
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "fit_learning_curve",
     "load_budget",
     "marked_version",
+    "publish_failure",
     "ranking_version",
     "refresh_report",
     "save_budget",

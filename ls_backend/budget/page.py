@@ -13,6 +13,7 @@ from html import escape
 from flask import Flask, Response
 
 from ..config import Settings
+from ..failures import load_failure
 from ..jobs import project_key
 from .plan import load_budget
 from .plots import png_bytes
@@ -47,6 +48,8 @@ def report_response(settings: Settings, project: str) -> Response:
             "Unknown project",
             f"This backend has never seen project {key}: connect the ML backend to the project in Label Studio first.",
         )
+    failure = load_failure(settings.model_dir / key)
+    notice = "" if failure is None else f"<p class='verdict spent' id='failure'>{escape(failure.line())}</p>"
     status = load_status(settings.model_dir, key)
     if status is None or status.spent == 0:
         budget = load_budget(settings, key).labels
@@ -57,12 +60,13 @@ def report_response(settings: Settings, project: str) -> Response:
             f"Nobody has labeled a window of this project "
             f"yet ({budget_text}). The report appears after the first labels are submitted and "
             "the model has retrained.",
+            notice,
         )
-    return Response(report_html(status), 200, mimetype="text/html")
+    return Response(report_html(status, notice), 200, mimetype="text/html")
 
 
-def report_html(status: BudgetStatus) -> str:
-    """The whole report page for ``status``."""
+def report_html(status: BudgetStatus, notice: str = "") -> str:
+    """The whole report page for ``status`` (``notice``: HTML shown first, e.g. a failing retraining)."""
     assessment = assessment_of(status)
     figure = base64.b64encode(png_bytes(status, assessment)).decode()
     rows = "".join(
@@ -78,6 +82,7 @@ def report_html(status: BudgetStatus) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Label budget: {escape(status.title)}</title><style>{STYLE}</style></head><body>
 <h1>Label budget: {escape(status.title)} (project {status.project})</h1>
+{notice}
 <p class="verdict{" spent" if status.is_spent else ""}" id="verdict">{escape(verdict(status, assessment))}</p>
 <p id="bought">{escape(what_labels_bought(status, assessment))}</p>
 <table id="numbers">{rows}</table>
@@ -96,10 +101,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}"
 
 
-def _message_page(code: int, title: str, message: str) -> Response:
+def _message_page(code: int, title: str, message: str, notice: str = "") -> Response:
     html = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><p id='message'>{escape(message)}</p>"
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{notice}<p id='message'>{escape(message)}</p>"
         "</body></html>"
     )
     return Response(html, code, mimetype="text/html")

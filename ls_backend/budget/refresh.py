@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from converters import studio
+
 from ..config import Settings
 from ..labels import TaskLabel
-from .render import description_summary, with_summary
+from .render import description_summary, with_failure, with_summary
 from .status import BudgetStatus, collect_status, save_status
 
 logger = logging.getLogger(__name__)
@@ -43,3 +45,14 @@ def after_retraining(settings: Settings, client: Any, project: object, labels: l
         refresh_report(settings, client, project, labels)
     except Exception:
         logger.exception("project %s: refreshing the budget report failed", project)
+
+
+def publish_failure(settings: Settings, client: Any, project: object, line: str | None) -> None:
+    """Show (or, with None, remove) the failed-retraining notice in the project's description; best effort, since
+    the failure may be that Label Studio cannot be reached."""
+    try:
+        client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
+        description = client.projects.get(id=int(project)).description
+        client.projects.update(id=int(project), description=with_failure(description, line))
+    except Exception as err:  # noqa: BLE001 - the notice must never hide the failure it reports
+        logger.warning("project %s: could not write the retraining notice into Label Studio: %s", project, err)

@@ -8,6 +8,7 @@ from .curve import Assessment, assess
 from .status import BudgetStatus
 
 DESCRIPTION_MARK = "--- label budget (spike-al, refreshed after each retraining) ---"
+FAILURE_MARK = "MODEL NOT UPDATED. "
 
 
 def assessment_of(status: BudgetStatus) -> Assessment:
@@ -132,6 +133,14 @@ def with_summary(description: str | None, summary: str) -> str:
     """The description with its budget block replaced (the manager's own text above it is kept)."""
     own = (description or "").split(DESCRIPTION_MARK, 1)[0].rstrip()
     return f"{own}\n\n{DESCRIPTION_MARK}\n{summary}".lstrip()
+
+
+def with_failure(description: str | None, line: str | None) -> str:
+    """The description with the failure notice at the top of its budget block set to ``line`` (None: removed)."""
+    own, _, block = (description or "").partition(DESCRIPTION_MARK)
+    kept = [text for text in block.strip().splitlines() if not text.startswith(FAILURE_MARK)]
+    lines = ([f"{FAILURE_MARK}{line}"] if line else []) + kept
+    return f"{own.rstrip()}\n\n{DESCRIPTION_MARK}\n" + "\n".join(lines) if lines else own.rstrip()
 
 
 def _quality_line(point: dict) -> str:
