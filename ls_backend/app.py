@@ -20,7 +20,8 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from .budget.page import register_report_page
 from .config import Settings
-from .jobs import RetrainQueue, project_key
+from .jobs import RetrainQueue
+from .project_state import project_key
 from .stores import StoreCache, TaskInputError
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,8 @@ class Engine(Protocol):
         """Whether a ranking was pushed for the project (else /setup queues the cold-start ranking)."""
         ...
 
-    def retrain(self, project: str) -> None:
-        """Collect the project's labels, train, and push the new ranking (runs in the retraining worker)."""
-        ...
+
+Job = Callable[[str], object]  # the retraining of one project (see ls_backend.retrain.retraining_job)
 
 
 def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = None) -> Flask:
@@ -158,8 +158,10 @@ def _json_body() -> dict:
     return body
 
 
-def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
-    """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry)."""
+def make_server_app(engine_factory: Callable[[Settings], Engine], job_factory: Callable[[Settings], Job]) -> Flask:
+    """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry).
+
+    ``engine_factory`` makes what answers /predict, ``job_factory`` the retraining job the queue runs."""
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = engine_factory(settings)
@@ -168,7 +170,8 @@ def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
         from .worker import RQDispatcher
 
         dispatch = RQDispatcher(settings.redis_url)
-    queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds, dispatch=dispatch)
+    job = job_factory(settings)
+    queue = RetrainQueue(settings.model_dir, job, settings.retrain_debounce_seconds, dispatch=dispatch)
     if dispatch is None:
         queue.start()
     return create_app(settings, engine, queue)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -11,11 +10,10 @@ from .active.detector import TransientDetector
 from .budget.status import marked_version
 from .config import Settings
 from .preannotate import model_pre_annotation
+from .project_state import COLD_START_VERSION, is_ranking_of, project_keys
 from .registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
-
-COLD_START_VERSION = "cold-start"
 
 
 class SpikeEngine:
@@ -40,12 +38,12 @@ class SpikeEngine:
         if version is None:
             return COLD_START_VERSION
         live = self.live_ranking(project).get("version") or ""
-        if live == version or live.startswith(version + "-"):
+        if is_ranking_of(live, version):
             return live
-        return marked_version(self.registry.project_dir(project), version)
+        return marked_version(self.registry.state(project).dir, version)
 
     def versions(self, project: str | None = None) -> list[dict]:
-        projects = [project] if project else sorted(p.name for p in self.settings.model_dir.glob("[0-9]*"))
+        projects = [project] if project else project_keys(self.settings.model_dir)
         return [{"project": key, **meta} for key in projects for meta in self.registry.history(key)]
 
     def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
@@ -68,13 +66,7 @@ class SpikeEngine:
         return entries
 
     def has_ranking(self, project: str) -> bool:
-        return (self.registry.project_dir(project) / "ranking.json").exists()
-
-    def retrain(self, project: str) -> None:
-        """The retraining worker's job (see :mod:`ls_backend.retrain`)."""
-        from .retrain import retrain_project
-
-        retrain_project(self, project)
+        return self.registry.state(project).ranking.exists()
 
     def _ranking(self, project: str) -> dict:
         """``{window_id: [score, cluster]}`` of the last pushed ranking."""
@@ -82,15 +74,15 @@ class SpikeEngine:
 
     def live_ranking(self, project: str) -> dict:
         """The last pushed ranking (``ranking.json``: version, windows), re-read only when the file changes."""
-        path = self.registry.project_dir(project) / "ranking.json"
+        state = self.registry.state(project)
         try:
-            stamp = path.stat().st_mtime_ns
-            cached = self._rankings.get(project)
-            if cached is None or cached[0] != stamp:
-                self._rankings[project] = cached = (stamp, json.loads(path.read_text()))
-            return cached[1]
-        except (FileNotFoundError, json.JSONDecodeError):
+            stamp = state.ranking.stat().st_mtime_ns
+        except FileNotFoundError:
             return {}
+        cached = self._rankings.get(state.key)
+        if cached is None or cached[0] != stamp:
+            self._rankings[state.key] = cached = (stamp, state.live_ranking())
+        return cached[1]
 
     @staticmethod
     def _entry(result: list, score: float, version: str, ranking: dict, task: dict) -> dict:

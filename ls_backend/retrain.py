@@ -9,12 +9,12 @@ and ranking serving, and the next trigger simply runs again.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,13 +24,13 @@ from converters import studio
 from . import budget
 from .active.ranking import ranking_predictions
 from .config import Settings
-from .engine import COLD_START_VERSION, SpikeEngine
-from .jobs import write_json_atomic
 from .labels import TaskLabel, fetch_labels
 from .loop import Labeled, learn, pseudo_label_pool, rank
 from .model.estimator import SpikeDetector
 from .model.training import dense_targets
 from .preannotate import model_pre_annotation
+from .project_state import COLD_START_VERSION, ProjectState, rerank_version, write_json_atomic
+from .registry import ModelRegistry
 from .stores import StoreCache
 from .task_index import cached_task_index
 
@@ -73,53 +73,72 @@ class Stages(dict):
             self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
-def retrain_project(engine: SpikeEngine, project: str, client: Any = None, strategy: str = "mixed") -> RetrainResult:
+def retraining_job(settings: Settings, registry: ModelRegistry | None = None) -> Callable[[str], RetrainResult]:
+    """The retraining queue's job: :func:`retrain_project` with these settings (the registry's models stay loaded
+    between runs)."""
+    registry = registry or ModelRegistry(settings.model_dir)
+    return partial(retrain_project, settings, registry=registry)
+
+
+def retrain_project(
+    settings: Settings,
+    project: str,
+    client: Any = None,
+    strategy: str = "mixed",
+    registry: ModelRegistry | None = None,
+) -> RetrainResult:
     """Train on every label of ``project``, keep the model if it is not worse, push the ranking.
 
     Before the first label, push the cold-start ranking instead (likely spikes from the classical detector, and
     coverage of the recording), so the first tasks a clinician sees are already useful.
     """
-    settings = engine.settings
+    registry = registry or ModelRegistry(settings.model_dir)
+    state = registry.state(project)
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
     stages = Stages()
     with stages("labels"):
-        labels = fetch_labels(client, int(project))
+        labels = fetch_labels(client, int(state.key))
     with stages("task_index"):
-        index = cached_task_index(client, engine.registry.project_dir(project), int(project))
+        index = cached_task_index(client, state)
     if labels:
-        result = _retrain(engine, client, project, labels, index, strategy, stages)
+        result = _retrain(settings, registry, client, state, labels, index, strategy, stages)
     else:
-        logger.info("project %s: no labels yet: cold-start ranking", project)
-        n_ranked = push_ranking(engine, client, project, COLD_START_VERSION, index, None, None, strategy, stages)
-        result = RetrainResult(project, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
+        logger.info("project %s: no labels yet: cold-start ranking", state.key)
+        n_ranked = push_ranking(settings, client, state, COLD_START_VERSION, index, None, None, strategy, stages)
+        result = RetrainResult(state.key, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
     stages.mark("total")
     result.seconds = {name: round(value, 3) for name, value in stages.items()}
-    run = {**asdict(result), "started_at": stages.started_at, "at": time.time()}
-    write_json_atomic(engine.registry.project_dir(project) / "last_run.json", run)
-    logger.info("project %s: run finished in %.1f s (%s)", project, stages["total"], result.seconds)
+    write_json_atomic(state.last_run, {**asdict(result), "started_at": stages.started_at, "at": time.time()})
+    logger.info("project %s: run finished in %.1f s (%s)", state.key, stages["total"], result.seconds)
     return result
 
 
 def _retrain(
-    engine: SpikeEngine, client: Any, project: str, labels: list[TaskLabel], index: dict, strategy: str, stages: Stages
+    settings: Settings,
+    registry: ModelRegistry,
+    client: Any,
+    state: ProjectState,
+    labels: list[TaskLabel],
+    index: dict,
+    strategy: str,
+    stages: Stages,
 ) -> RetrainResult:
     with stages("read_windows"):
-        labeled = training_set(engine.settings, labels)
-        X_free = read_tasks(engine.settings, index, pseudo_label_pool(sorted(set(index) - set(labeled.ids))))
-    current = engine.registry.load(project)
+        labeled = training_set(settings, labels)
+        X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - set(labeled.ids))))
+    current = registry.load(state.key)
     with stages("training"):
         learned = learn(labeled, current[0] if current else None, X_free=X_free)
     if learned.promoted:
-        meta = {"labels_used": len(labels), "metrics": learned.metrics, "parent_version": engine.model_version(project)}
-        engine.registry.promote(project, learned.candidate, meta)
-    base = engine.registry.current_version(project)
+        registry.promote(state.key, learned.candidate, {"labels_used": len(labels), "metrics": learned.metrics})
+    base = registry.current_version(state.key)
     if not learned.promoted:  # the same model, new labels: a new ranking of it, under a version of its own
-        base = rerank_version(base, engine.live_ranking(project).get("version"))
-    version = budget.ranking_version(engine.settings, project, base, labels)
-    n_ranked = push_ranking(engine, client, project, version, index, labeled, learned.model, strategy, stages)
+        base = rerank_version(base, state.live_ranking().get("version"))
+    version = budget.ranking_version(settings, state.key, base, labels)
+    n_ranked = push_ranking(settings, client, state, version, index, labeled, learned.model, strategy, stages)
     with stages("budget"):
-        budget.after_retraining(engine.settings, client, project, labels)  # report, and summary in the description
-    return RetrainResult(project, version, learned.promoted, len(labels), learned.metrics, n_ranked)
+        budget.after_retraining(settings, client, state.key, labels)  # report, and summary in the description
+    return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked)
 
 
 def read_tasks(settings: Settings, index: dict, task_ids: list[int]) -> np.ndarray | None:
@@ -151,9 +170,9 @@ def training_set(settings: Settings, labels: list[TaskLabel]) -> Labeled:
 
 
 def push_ranking(
-    engine: SpikeEngine,
+    settings: Settings,
     client: Any,
-    project: str,
+    state: ProjectState,
     version: str,
     index: dict[int, dict[str, str]],
     labeled: Labeled | None,
@@ -172,8 +191,8 @@ def push_ranking(
     whose parent prediction is gone (400).
     """
     stages = Stages() if stages is None else stages
-    path = engine.registry.project_dir(project) / "ranking.json"
-    previous = engine.live_ranking(project)
+    project = state.key
+    previous = state.live_ranking()
     if previous.get("version") == version:  # the serving model was kept: its ranking stands (labeled tasks drop out)
         logger.info("project %s: model %s kept, its ranking stays live", project, version)
         return 0
@@ -181,7 +200,7 @@ def push_ranking(
     parts = priority_parts([t for t in index if t not in known], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
     for k, part in enumerate(parts):
-        tasks = PoolTasks(engine.settings, index, part, model)
+        tasks = PoolTasks(settings, index, part, model)
         with stages("scoring"):  # reading the windows, the model, the strategy
             ranking = rank(model, tasks.batches(), labeled, strategy, RANKING_BATCH, 0, tasks.sfreq, on_batch=tasks.add)
             predictions = ranking_predictions(tasks.order, ranking, version, tasks.results if model else None)
@@ -191,14 +210,13 @@ def push_ranking(
             for first in range(0, len(predictions), PUSH_BATCH):
                 client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
             windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
-            written = {"version": version, "previous_version": previous.get("version"), "windows": windows}
-            write_json_atomic(path, written)
+            state.write_ranking(version, previous.get("version"), windows)
             if k == 0:
                 client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
                 stages.mark("live")
                 logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
     with stages("cleanup"):
-        _delete_old_ranking(client, project, previous.get("previous_version"), {version, previous.get("version")})
+        _delete_old_ranking(client, state, previous.get("previous_version"), {version, previous.get("version")})
     return sum(len(part) for part in parts)
 
 
@@ -253,19 +271,10 @@ class PoolTasks:
             self.results.append(model_pre_annotation(self.model, out, k, ch_names, float(onsets[k]), f"t{task_id}-"))
 
 
-def rerank_version(model_version: str, live: str | None) -> str:
-    """The version of a new ranking by the serving model: ``p3-v0002``, then ``p3-v0002-r2``, ``p3-v0002-r3`` ..."""
-    live = (live or "").removesuffix(budget.SPENT_SUFFIX)
-    if live == model_version:
-        return f"{model_version}-r2"
-    found = re.fullmatch(re.escape(model_version) + r"-r(\d+)", live)
-    return f"{model_version}-r{int(found.group(1)) + 1}" if found else model_version
-
-
-def _delete_old_ranking(client: Any, project: str, old: str | None, kept: set[str | None]) -> None:
+def _delete_old_ranking(client: Any, state: ProjectState, old: str | None, kept: set[str | None]) -> None:
     """An old ranking's predictions, once a newer one is live (each run would otherwise add one per task)."""
-    if old and old not in kept and (old == COLD_START_VERSION or old.startswith(f"p{project}-v")):
+    if old not in kept and state.owns_version(old):
         try:
-            studio.delete_predictions(client, int(project), old)
+            studio.delete_predictions(client, int(state.key), old)
         except studio.StudioError as err:  # the new ranking is live: only the database keeps more rows
-            logger.warning("project %s: %s", project, err)
+            logger.warning("project %s: %s", state.key, err)

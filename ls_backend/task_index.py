@@ -14,16 +14,14 @@ from typing import Any
 
 from converters import studio
 
-from .jobs import write_json_atomic
+from .project_state import ProjectState, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-FILE = "task_index.json"
 
-
-def cached_task_index(client: Any, project_dir: Path, project_id: int) -> dict[int, dict[str, str]]:
-    """``{task id: {"window_id", "store"}}`` of every task imported with a window reference."""
-    path = project_dir / FILE
+def cached_task_index(client: Any, state: ProjectState) -> dict[int, dict[str, str]]:
+    """``{task id: {"window_id", "store"}}`` of every task of the project imported with a window reference."""
+    path, project_id = state.task_index, int(state.key)
     cached = _load(path)
     total = _task_count(client, project_id)
     if len(cached) != total:

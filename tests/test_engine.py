@@ -12,8 +12,9 @@ from converters.tasks import make_tasks
 from converters.windows import WindowStore
 from ls_backend.app import create_app
 from ls_backend.config import Settings
-from ls_backend.engine import COLD_START_VERSION, SpikeEngine
+from ls_backend.engine import SpikeEngine
 from ls_backend.model.estimator import SpikeDetector
+from ls_backend.project_state import COLD_START_VERSION
 from ls_backend.registry import ModelRegistry
 
 
@@ -83,7 +84,7 @@ def test_a_promoted_model_pre_annotates_regions_inside_the_task(patient, tmp_pat
 def test_scores_come_from_the_last_pushed_ranking(patient, tmp_path):
     root, tasks = patient
     client, engine = client_for(root, tmp_path)
-    ranking_path = engine.registry.project_dir(9) / "ranking.json"
+    ranking_path = engine.registry.state(9).ranking
     ranking_path.parent.mkdir(parents=True)
     first = tasks[3]["data"]["window_id"]
     ranking_path.write_text(json.dumps({"version": "cold-start", "windows": {first: [0.0, 4]}}))

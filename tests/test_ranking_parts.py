@@ -1,6 +1,7 @@
 """How a large project's ranking is split: the tasks most likely to matter first, then the others."""
 
 import ls_backend.retrain as retrain
+from ls_backend.project_state import rerank_version
 
 
 def test_a_small_project_is_ranked_in_one_part():
@@ -20,8 +21,8 @@ def test_a_large_project_puts_the_previous_best_and_unseen_tasks_first(monkeypat
 
 
 def test_a_kept_model_ranks_again_under_a_version_of_its_own():
-    assert retrain.rerank_version("p3-v0002", None) == "p3-v0002"  # its first ranking
-    assert retrain.rerank_version("p3-v0002", "p3-v0001") == "p3-v0002"
-    assert retrain.rerank_version("p3-v0002", "p3-v0002") == "p3-v0002-r2"
-    assert retrain.rerank_version("p3-v0002", "p3-v0002-r2-budget-spent") == "p3-v0002-r3"
-    assert retrain.rerank_version("p3-v0002", "p3-v00021") == "p3-v0002"
+    assert rerank_version("p3-v0002", None) == "p3-v0002"  # its first ranking
+    assert rerank_version("p3-v0002", "p3-v0001") == "p3-v0002"
+    assert rerank_version("p3-v0002", "p3-v0002") == "p3-v0002-r2"
+    assert rerank_version("p3-v0002", "p3-v0002-r2-budget-spent") == "p3-v0002-r3"
+    assert rerank_version("p3-v0002", "p3-v00021") == "p3-v0002"

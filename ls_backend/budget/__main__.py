@@ -16,7 +16,8 @@ from label_studio_sdk.core.api_error import ApiError
 from converters import studio
 
 from ..config import Settings
-from ..jobs import RetrainQueue, project_key
+from ..jobs import RetrainQueue
+from ..project_state import project_key
 from .plan import Budget, load_budget, parse_clinician, positive_count, save_budget
 from .plots import png_bytes
 from .refresh import refresh_report

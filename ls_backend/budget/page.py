@@ -13,7 +13,7 @@ from html import escape
 from flask import Flask, Response
 
 from ..config import Settings
-from ..jobs import project_key
+from ..project_state import project_key
 from .plan import load_budget
 from .plots import png_bytes
 from .render import assessment_of, key_numbers, verdict, what_labels_bought
