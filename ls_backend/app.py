@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
@@ -22,7 +21,7 @@ from .budget.page import register_report_page
 from .config import Settings
 from .jobs import RetrainQueue
 from .project_state import project_key
-from .stores import StoreCache, TaskInputError
+from .stores import StoreCache, TaskInputError, WindowRef, Windows
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +33,9 @@ class Engine(Protocol):
 
     def model_version(self, project: str) -> str: ...
 
-    def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
-        """One prediction (``result``, ``score``, ``model_version``, optional ``cluster``) per window."""
+    def predict(self, project: str, windows: Windows, task_ids: list[object]) -> list[dict]:
+        """One prediction (``result``, ``score``, ``model_version``, optional ``cluster``) per window (shown by
+        the task ``task_ids[k]``)."""
         ...
 
     def versions(self, project: str | None = None) -> list[dict]: ...
@@ -106,18 +106,22 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         return jsonify(results=results)
 
     def _predict_tasks(project: str, tasks: list[dict]) -> list[dict]:
-        windows, good = [], []
+        refs, good = [], []
         empty = {"result": [], "score": 1.0, "model_version": engine.model_version(project)}
         results: list[dict] = [empty] * len(tasks)
         for k, task in enumerate(tasks):
             try:
-                windows.append(stores.windows(task))
-                good.append(k)
+                ref = WindowRef.of_task(task)
+                stores.row(ref, task.get("id"))  # a task whose window cannot be read gets the empty prediction
             except TaskInputError as err:
                 stats["task_errors"] += 1
                 logger.warning("predict: %s", err)
+                continue
+            refs.append(ref)
+            good.append(k)
         if good:
-            for k, prediction in zip(good, engine.predict(project, np.stack(windows), [tasks[k] for k in good])):
+            task_ids = [tasks[k].get("id") for k in good]
+            for k, prediction in zip(good, engine.predict(project, stores.read(refs, task_ids), task_ids)):
                 results[k] = prediction
         return results
 

@@ -28,10 +28,10 @@ from .labels import TaskLabel, fetch_labels
 from .loop import Labeled, learn, pseudo_label_pool, rank
 from .model.estimator import SpikeDetector
 from .model.training import dense_targets
-from .preannotate import model_pre_annotation
+from .preannotate import model_pre_annotations
 from .project_state import COLD_START_VERSION, ProjectState, rerank_version, write_json_atomic
 from .registry import ModelRegistry
-from .stores import StoreCache
+from .stores import StoreCache, WindowRef, Windows
 from .task_index import cached_task_index
 
 logger = logging.getLogger(__name__)
@@ -141,25 +141,19 @@ def _retrain(
     return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked)
 
 
-def read_tasks(settings: Settings, index: dict, task_ids: list[int]) -> np.ndarray | None:
+def read_tasks(settings: Settings, index: dict[int, WindowRef], task_ids: list[int]) -> np.ndarray | None:
     """The windows of ``task_ids`` (None for none)."""
     if not task_ids:
         return None
-    stores = StoreCache(settings.window_store_dir)
-    return np.stack([stores.windows({"id": int(t), "data": index[int(t)]}) for t in task_ids])
+    return StoreCache(settings.window_store_dir).read([index[t] for t in task_ids], task_ids).X
 
 
 def training_set(settings: Settings, labels: list[TaskLabel]) -> Labeled:
     """Windows, soft targets and dense targets (NaN rows where the time course is unknown) of the labeled tasks."""
-    stores = StoreCache(settings.window_store_dir)
-    X = np.stack(
-        [
-            stores.windows({"id": lab.task_id, "data": {"store": lab.store, "window_id": lab.window_id}})
-            for lab in labels
-        ]
-    )
+    refs = [WindowRef(lab.store, lab.window_id) for lab in labels]
+    windows = StoreCache(settings.window_store_dir).read(refs, [lab.task_id for lab in labels])
+    X, sfreq = windows.X, windows.sfreq
     y = np.array([lab.target for lab in labels], np.float32)
-    sfreq = stores.get(labels[0].store).sfreq
     dense = np.full((len(labels), X.shape[2]), np.nan, np.float32)
     for k, lab in enumerate(labels):
         if lab.regions:
@@ -174,7 +168,7 @@ def push_ranking(
     client: Any,
     state: ProjectState,
     version: str,
-    index: dict[int, dict[str, str]],
+    index: dict[int, WindowRef],
     labeled: Labeled | None,
     model: SpikeDetector | None,
     strategy: str = "mixed",
@@ -209,7 +203,7 @@ def push_ranking(
         with stages("pushing"):
             for first in range(0, len(predictions), PUSH_BATCH):
                 client.projects.import_predictions(id=int(project), request=predictions[first : first + PUSH_BATCH])
-            windows |= {index[p["task"]]["window_id"]: [p["score"], p["cluster"]] for p in predictions}
+            windows |= {index[p["task"]].window_id: [p["score"], p["cluster"]] for p in predictions}
             state.write_ranking(version, previous.get("version"), windows)
             if k == 0:
                 client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
@@ -221,13 +215,13 @@ def push_ranking(
 
 
 def priority_parts(
-    task_ids: list[int], index: dict[int, dict[str, str]], previous: dict[str, list], seed: int = 0
+    task_ids: list[int], index: dict[int, WindowRef], previous: dict[str, list], seed: int = 0
 ) -> list[list[int]]:
     """``task_ids`` in one part, or two when there are more than ``PRIORITY_TASKS``: first the half of the priority
     part that the previous ranking put first (tasks it has not seen count as first), then a random draw."""
     if len(task_ids) <= PRIORITY_TASKS:
         return [task_ids] if task_ids else []
-    before = np.array([previous.get(index[t]["window_id"], [0.0])[0] for t in task_ids])
+    before = np.array([previous.get(index[t].window_id, [0.0])[0] for t in task_ids])
     order = np.argsort(before, kind="stable")
     best, rest = order[: PRIORITY_TASKS // 2], order[PRIORITY_TASKS // 2 :]
     rng = np.random.default_rng(seed)
@@ -241,34 +235,35 @@ class PoolTasks:
     """Unlabeled tasks read from their window stores in batches (store by store) for :func:`~ls_backend.loop.rank`,
     and the pre-annotation of each from the model's outputs (``add``); ``order``: the task ids as read."""
 
-    def __init__(self, settings: Settings, index: dict, task_ids: list[int], model: SpikeDetector | None):
+    def __init__(
+        self, settings: Settings, index: dict[int, WindowRef], task_ids: list[int], model: SpikeDetector | None
+    ):
         self.index = index
         self.model = model
         self.stores = StoreCache(settings.window_store_dir)
         self.by_store: dict[str, list[int]] = defaultdict(list)
         for task_id in task_ids:
-            self.by_store[index[task_id]["store"]].append(task_id)
+            self.by_store[index[task_id].store].append(task_id)
         first = next(iter(self.by_store), None)
         self.sfreq = self.stores.get(first).sfreq if first is not None else 256.0
         self.order: list[int] = []
         self.results: list[list[dict]] = []
-        self._pending: list[tuple[list[int], np.ndarray, list[str]]] = []
+        self._pending: list[tuple[list[int], Windows]] = []  # read, not yet pre-annotated (only with a model)
 
     def batches(self) -> Iterator[np.ndarray]:
-        for store_key, tasks in self.by_store.items():
-            store = self.stores.get(store_key)
+        for tasks in self.by_store.values():
             for first in range(0, len(tasks), BATCH):
                 batch = tasks[first : first + BATCH]
-                window_ids = [self.index[t]["window_id"] for t in batch]
-                self._pending.append((batch, store.starts[store.rows(window_ids)] / store.sfreq, store.ch_names))
+                windows = self.stores.read([self.index[t] for t in batch], batch)
+                if self.model is not None:
+                    self._pending.append((batch, windows))
                 self.order.extend(batch)
-                yield store.read_windows(window_ids)
+                yield windows.X
 
     def add(self, out: dict[str, np.ndarray]) -> None:
         """Pre-annotations of the batch just scored, from the model's outputs."""
-        batch, onsets, ch_names = self._pending.pop(0)
-        for k, task_id in enumerate(batch):
-            self.results.append(model_pre_annotation(self.model, out, k, ch_names, float(onsets[k]), f"t{task_id}-"))
+        batch, windows = self._pending.pop(0)
+        self.results.extend(model_pre_annotations(self.model, out, windows, batch))
 
 
 def _delete_old_ranking(client: Any, state: ProjectState, old: str | None, kept: set[str | None]) -> None:

@@ -18,10 +18,11 @@ class EchoEngine:
     def model_version(self, project):
         return f"v-{project}"
 
-    def predict(self, project, windows, tasks):
+    def predict(self, project, windows, task_ids):
+        assert len(windows) == len(task_ids)
         return [
             {"result": [], "score": float(np.abs(w).max()), "model_version": self.model_version(project)}
-            for w in windows
+            for w in windows.X
         ]
 
     def versions(self, project=None):

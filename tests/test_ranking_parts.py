@@ -2,17 +2,18 @@
 
 import ls_backend.retrain as retrain
 from ls_backend.project_state import rerank_version
+from ls_backend.stores import WindowRef
 
 
 def test_a_small_project_is_ranked_in_one_part():
-    index = {t: {"window_id": f"w{t}", "store": "s"} for t in range(10)}
+    index = {t: WindowRef("s", f"w{t}") for t in range(10)}
     assert retrain.priority_parts(list(index), index, {}) == [list(index)]
     assert retrain.priority_parts([], index, {}) == []
 
 
 def test_a_large_project_puts_the_previous_best_and_unseen_tasks_first(monkeypatch):
     monkeypatch.setattr(retrain, "PRIORITY_TASKS", 10)
-    index = {t: {"window_id": f"w{t}", "store": "s"} for t in range(100)}
+    index = {t: WindowRef("s", f"w{t}") for t in range(100)}
     previous = {f"w{t}": [0.5 + t / 1000, 0] for t in range(100) if t != 42}  # w42 is new: not ranked before
     first, second = retrain.priority_parts(list(index), index, previous)
     assert len(first) == 10 and len(second) == 90 and set(first) | set(second) == set(index)

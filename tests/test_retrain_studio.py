@@ -17,6 +17,7 @@ from ls_backend.config import Settings
 from ls_backend.engine import SpikeEngine
 from ls_backend.project_state import COLD_START_VERSION, ProjectState
 from ls_backend.retrain import retrain_project
+from ls_backend.stores import WindowRef
 from ls_backend.task_index import cached_task_index
 
 
@@ -100,7 +101,7 @@ def test_the_task_index_is_cached_and_only_new_tasks_are_listed(studio_client, i
 
     meta = {"window_id": "extra-window", "store": "P03/extra.h5"}
     task = studio_client.tasks.create(project=project.id, data=studio_client.tasks.get(id=min(first)).data, meta=meta)
-    assert cached_task_index(studio_client, state)[task.id] == meta
+    assert cached_task_index(studio_client, state)[task.id] == WindowRef.parse(meta)
     assert listed == [0, max(first)]  # only the tasks after the cached ones
 
     studio_client.tasks.delete(id=task.id)
