@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import math
 from functools import partial
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.base import clone as sklearn_clone
 
 from .losses import balanced_indices, soft_focal_loss
 from .metrics import auprc
@@ -75,7 +76,7 @@ def present_channels(X: np.ndarray) -> np.ndarray:
     return np.isfinite(X).all(axis=-1)
 
 
-class SpikeDetector:
+class SpikeDetector(BaseEstimator):
     """Channel-agnostic 1-D ResNet spike detector (``fit`` / ``predict_proba`` / ``predict_dense`` / ``embed``).
 
     Architecture: ``width``, ``depth``, ``kernel_size``, ``dilation``, ``dropout`` (see :class:`ResNet1d`). The
@@ -153,31 +154,12 @@ class SpikeDetector:
         self.sfreq = sfreq
         self.seed = seed
 
-    # ------------------------------------------------------------------ sklearn-like parameters
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> SpikeDetector:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for SpikeDetector")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
+    # ------------------------------------------------------------------ parameters (get_params, set_params, repr:
+    # scikit-learn's BaseEstimator)
 
     def clone(self, **changes: Any) -> SpikeDetector:
         """An unfitted copy with the same parameters (and ``changes``)."""
-        return SpikeDetector(**(self.get_params() | changes))
-
-    def __repr__(self) -> str:
-        defaults = SpikeDetector().get_params()
-        changed = {k: v for k, v in self.get_params().items() if defaults[k] != v}
-        return f"SpikeDetector({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        return sklearn_clone(self).set_params(**changes)
 
     # ------------------------------------------------------------------ model
 
