@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .active.detector import TransientDetector
+from .active.transients import TransientDetector
 from .budget.status import marked_version
 from .config import Settings
 from .preannotate import model_pre_annotations
@@ -55,9 +55,9 @@ class SpikeEngine:
             scores = 1.0 - self.cold_start_detector.score(windows.X)
             results: list[list[dict]] = [[] for _ in task_ids]
         else:
-            detector, _ = loaded
-            out = detector.predict_all(windows.X)
-            results = model_pre_annotations(detector, out, windows, task_ids)
+            model, _ = loaded
+            out = model.predict_all(windows.X)
+            results = model_pre_annotations(model, out, windows, task_ids)
             scores = np.abs(2.0 * out["proba"] - 1.0)
         return [
             self._entry(result, score, version, ranking.get(ref.window_id))

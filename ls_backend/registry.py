@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """Find, load (cached by version) and promote the detectors of each project."""
+    """Find, load (cached by version) and promote the models of each project."""
 
     def __init__(self, model_dir: str | os.PathLike):
         self.model_dir = Path(model_dir)
@@ -38,7 +38,7 @@ class ModelRegistry:
         return (read_json(self.state(project).current) or {}).get("version")
 
     def load(self, project: object) -> tuple[SpikeDetector, dict] | None:
-        """The serving detector and its metadata, or None before the first model of the project."""
+        """The serving model and its metadata, or None before the first model of the project."""
         state = self.state(project)
         version = self.current_version(state.key)
         if version is None:
@@ -48,21 +48,21 @@ class ModelRegistry:
             if cached is not None and cached[0] == version:
                 return cached[1], cached[2]
             try:
-                detector, meta = load_checkpoint(state.checkpoint(version))
+                model, meta = load_checkpoint(state.checkpoint(version))
             except CheckpointError as err:
                 logger.error("project %s: %s; serving the newest loadable checkpoint instead", state.key, err)
-                _, detector, meta = latest_valid_checkpoint(state.checkpoints)
-            self._cache[state.key] = (version, detector, meta)
-            return detector, meta
+                _, model, meta = latest_valid_checkpoint(state.checkpoints)
+            self._cache[state.key] = (version, model, meta)
+            return model, meta
 
-    def promote(self, project: object, detector: SpikeDetector, metadata: dict[str, Any]) -> str:
-        """Save ``detector`` as the project's new serving version; return the version name."""
+    def promote(self, project: object, model: SpikeDetector, metadata: dict[str, Any]) -> str:
+        """Save ``model`` as the project's new serving version; return the version name."""
         state = self.state(project)
         parent = self.current_version(state.key)
         history = self.history(state.key)
         version = model_version_name(state.key, len(history) + 1)
         meta = dict(metadata) | {"version": version, "parent_version": parent, "promoted_at": time.time()}
-        save_checkpoint(state.checkpoint(version), detector, meta)
+        save_checkpoint(state.checkpoint(version), model, meta)
         write_json_atomic(state.history, {"versions": [*history, meta]})
         write_json_atomic(state.current, {"version": version})
         logger.info("project %s: version %s now serves (parent %s)", state.key, version, parent)

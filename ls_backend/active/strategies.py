@@ -351,7 +351,7 @@ class ColdStart(Mixed):
     """Before any model: the first batch holds likely spikes AND covers the recording.
 
     ``positive_share`` of the batch (default half) goes to the highest classical-detector scores (``detector_score``,
-    see :mod:`ls_backend.active.detector`) without near-duplicates; the rest to the most typical window of each
+    see :mod:`ls_backend.active.transients`) without near-duplicates; the rest to the most typical window of each
     k-means group of ``embeddings`` (an untrained or cohort model's), so every kind of background is seen once.
     Model probabilities in the pool are ignored.
     """

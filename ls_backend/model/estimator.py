@@ -68,7 +68,7 @@ _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients
 
 
 class NotFittedError(RuntimeError):
-    """The detector has no learned weights yet (call ``fit`` or load a checkpoint)."""
+    """The model has no learned weights yet (call ``fit`` or load a checkpoint)."""
 
 
 def present_channels(X: np.ndarray) -> np.ndarray:
@@ -164,7 +164,7 @@ class SpikeDetector(BaseEstimator):
     # ------------------------------------------------------------------ model
 
     def build_module(self) -> ResNet1d:
-        """A fresh, untrained network with this detector's architecture."""
+        """A fresh, untrained network with this model's architecture."""
         if self.channel_pool not in ("max", "lse"):
             raise ValueError(f"channel_pool must be 'max' or 'lse', got {self.channel_pool!r}")
         dilation = self.dilation if isinstance(self.dilation, int) else tuple(self.dilation)
@@ -216,7 +216,7 @@ class SpikeDetector(BaseEstimator):
         """Train on windows ``X`` with window labels ``y`` in [0, 1] (soft labels welcome).
 
         ``sample_weight`` weighs windows (pseudo-labels get less than human labels); ``dense_targets``
-        ``[n, n_times]`` with NaN rows where unknown add a per-time-step loss; ``init_from`` (a fitted detector or
+        ``[n, n_times]`` with NaN rows where unknown add a per-time-step loss; ``init_from`` (a fitted model or
         its ``state_dict``) warm-starts from its weights (same architecture), freezing ``freeze_blocks``;
         ``eval_set`` ``(X_val, y_val)`` is scored each epoch and the best epoch's weights are kept.
         """
@@ -518,7 +518,7 @@ class SpikeDetector(BaseEstimator):
     def mc_draws(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> np.ndarray:
         """Window probabilities ``[n_samples, n_windows]`` from ``n_samples`` passes with dropout on (MC dropout).
 
-        Seeded (``seed``, else the detector's ``seed``) without touching torch's global random state. BALD and
+        Seeded (``seed``, else the model's ``seed``) without touching torch's global random state. BALD and
         query-by-committee need the draws themselves (``PoolView.mc_proba`` is their transpose, ``[n, S]``).
         """
         if n_samples < 2:
