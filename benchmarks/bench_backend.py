@@ -41,8 +41,8 @@ def prepare(root: Path) -> list[dict]:
         tasks = list(make_tasks(store, patient="P", recording="rec.edf", store_key="P/rec.h5", events="predictions"))
         X = store.read_windows([t["data"]["window_id"] for t in tasks])
     y = np.array([t["predictions"][0]["result"][-1]["value"]["choices"] == ["Spike"] for t in tasks], np.float32)
-    detector = SpikeDetector(epochs=3, seed=0).fit(X, y)
-    ModelRegistry(root / "models").promote(1, detector, {"labels_used": len(y)})
+    model = SpikeDetector(epochs=3, seed=0).fit(X, y)
+    ModelRegistry(root / "models").promote(1, model, {"labels_used": len(y)})
     return [{"id": k + 1, "data": t["data"]} for k, t in enumerate(tasks)]
 
 

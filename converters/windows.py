@@ -184,7 +184,11 @@ class WindowStore:
 
     def read_windows(self, ids: Sequence[str], scaled: bool = True) -> np.ndarray:
         """float32 ``[n_windows, n_chans, window_samples]``: robust-scaled model input, or microvolts."""
-        starts = self.starts[self.rows(ids)]
+        return self.read_rows(self.rows(ids), scaled)
+
+    def read_rows(self, rows: np.ndarray, scaled: bool = True) -> np.ndarray:
+        """:meth:`read_windows` of the windows in index rows ``rows`` (see :meth:`rows`)."""
+        starts = self.starts[rows]
         out = np.empty((len(starts), self.n_chans, self.window_samples), np.float32)
         signal = self.file["signal"]
         for k, start in enumerate(starts):

@@ -6,6 +6,7 @@ import argparse
 
 from .app import make_server_app
 from .engine import SpikeEngine
+from .retrain import retraining_job
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9090)
     args = parser.parse_args(argv)
-    make_server_app(SpikeEngine).run(host=args.host, port=args.port, threaded=True)
+    make_server_app(SpikeEngine, retraining_job).run(host=args.host, port=args.port, threaded=True)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from .budget.page import register_report_page
 from .config import Settings
-from .jobs import RetrainQueue, project_key, rq_dispatch
-from .stores import StoreCache, TaskInputError
+from .jobs import RetrainQueue, rq_dispatch
+from .project_state import project_key
+from .stores import StoreCache, TaskInputError, WindowRef, Windows
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ class Engine(Protocol):
 
     def model_version(self, project: str) -> str: ...
 
-    def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
-        """One prediction (``result``, ``score``, ``model_version``, optional ``cluster``) per window."""
+    def predict(self, project: str, windows: Windows, task_ids: list[object]) -> list[dict]:
+        """One prediction (``result``, ``score``, ``model_version``, optional ``cluster``) per window (shown by
+        the task ``task_ids[k]``)."""
         ...
 
     def versions(self, project: str | None = None) -> list[dict]: ...
@@ -43,9 +44,8 @@ class Engine(Protocol):
         """Whether a ranking was pushed for the project (else /setup queues the cold-start ranking)."""
         ...
 
-    def retrain(self, project: str) -> None:
-        """Collect the project's labels, train, and push the new ranking (runs in the retraining worker)."""
-        ...
+
+Job = Callable[[str], object]  # the retraining of one project (see ls_backend.retrain.retraining_job)
 
 
 def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = None) -> Flask:
@@ -112,18 +112,22 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         return jsonify(results=results)
 
     def _predict_tasks(project: str, tasks: list[dict]) -> list[dict]:
-        windows, good = [], []
+        refs, good = [], []
         empty = {"result": [], "score": 1.0, "model_version": engine.model_version(project)}
         results: list[dict] = [empty] * len(tasks)
         for k, task in enumerate(tasks):
             try:
-                windows.append(stores.windows(task))
-                good.append(k)
+                ref = WindowRef.of_task(task)
+                stores.row(ref, task.get("id"))  # a task whose window cannot be read gets the empty prediction
             except TaskInputError as err:
                 stats["task_errors"] += 1
                 logger.warning("predict: %s", err)
+                continue
+            refs.append(ref)
+            good.append(k)
         if good:
-            for k, prediction in zip(good, engine.predict(project, np.stack(windows), [tasks[k] for k in good])):
+            task_ids = [tasks[k].get("id") for k in good]
+            for k, prediction in zip(good, engine.predict(project, stores.read(refs, task_ids), task_ids)):
                 results[k] = prediction
         return results
 
@@ -164,15 +168,18 @@ def _json_body() -> dict:
     return body
 
 
-def make_server_app(engine_factory: Callable[[Settings], Engine]) -> Flask:
-    """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry)."""
+def make_server_app(engine_factory: Callable[[Settings], Engine], job_factory: Callable[[Settings], Job]) -> Flask:
+    """Settings from the environment, the retraining worker started (or RQ), the app built (gunicorn's entry).
+
+    ``engine_factory`` makes what answers /predict, ``job_factory`` the retraining job the queue runs."""
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for problem in settings.problems():
         logger.error("%s", problem)
     engine = engine_factory(settings)
     dispatch = rq_dispatch(settings.redis_url)  # with REDIS_URL: `python -m ls_backend.worker` processes train
-    queue = RetrainQueue(settings.model_dir, engine.retrain, settings.retrain_debounce_seconds, dispatch=dispatch)
+    job = job_factory(settings)
+    queue = RetrainQueue(settings.model_dir, job, settings.retrain_debounce_seconds, dispatch=dispatch)
     if dispatch is None:
         queue.start()
     return create_app(settings, engine, queue)

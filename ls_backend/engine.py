@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 
-from .active.detector import TransientDetector
+from .active.transients import TransientDetector
 from .budget.status import marked_version
 from .config import Settings
-from .preannotate import model_pre_annotation
+from .preannotate import model_pre_annotations
+from .project_state import COLD_START_VERSION, is_ranking_of, project_keys
 from .registry import ModelRegistry
+from .stores import Windows
 
 logger = logging.getLogger(__name__)
-
-COLD_START_VERSION = "cold-start"
 
 
 class SpikeEngine:
@@ -40,41 +39,33 @@ class SpikeEngine:
         if version is None:
             return COLD_START_VERSION
         live = self.live_ranking(project).get("version") or ""
-        if live == version or live.startswith(version + "-"):
+        if is_ranking_of(live, version):
             return live
-        return marked_version(self.registry.project_dir(project), version)
+        return marked_version(self.registry.state(project).dir, version)
 
     def versions(self, project: str | None = None) -> list[dict]:
-        projects = [project] if project else sorted(p.name for p in self.settings.model_dir.glob("[0-9]*"))
+        projects = [project] if project else project_keys(self.settings.model_dir)
         return [{"project": key, **meta} for key in projects for meta in self.registry.history(key)]
 
-    def predict(self, project: str, windows: np.ndarray, tasks: list[dict]) -> list[dict]:
+    def predict(self, project: str, windows: Windows, task_ids: list[object]) -> list[dict]:
         loaded = self.registry.load(project)
         version = self.model_version(project)
         ranking = self._ranking(project)
         if loaded is None:
-            scores = 1.0 - self.cold_start_detector.score(windows)
-            return [self._entry([], s, version, ranking, task) for s, task in zip(scores, tasks)]
-        detector, _ = loaded
-        out = detector.predict_all(windows)
-        entries = []
-        for k, task in enumerate(tasks):
-            data = task["data"]
-            ch_names = [c.strip() for c in str(data.get("channels", "")).split(",")]
-            onset = float(data.get("onset_seconds", 0.0))
-            result = model_pre_annotation(detector, out, k, ch_names, onset, f"t{task.get('id')}-")
-            score = abs(2.0 * float(out["proba"][k]) - 1.0)
-            entries.append(self._entry(result, score, version, ranking, task))
-        return entries
+            scores = 1.0 - self.cold_start_detector.score(windows.X)
+            results: list[list[dict]] = [[] for _ in task_ids]
+        else:
+            model, _ = loaded
+            out = model.predict_all(windows.X)
+            results = model_pre_annotations(model, out, windows, task_ids)
+            scores = np.abs(2.0 * out["proba"] - 1.0)
+        return [
+            self._entry(result, score, version, ranking.get(ref.window_id))
+            for result, score, ref in zip(results, scores, windows.refs)
+        ]
 
     def has_ranking(self, project: str) -> bool:
-        return (self.registry.project_dir(project) / "ranking.json").exists()
-
-    def retrain(self, project: str) -> None:
-        """The retraining worker's job (see :mod:`ls_backend.retrain`)."""
-        from .retrain import retrain_project
-
-        retrain_project(self, project)
+        return self.registry.state(project).ranking.exists()
 
     def _ranking(self, project: str) -> dict:
         """``{window_id: [score, cluster]}`` of the last pushed ranking."""
@@ -82,20 +73,20 @@ class SpikeEngine:
 
     def live_ranking(self, project: str) -> dict:
         """The last pushed ranking (``ranking.json``: version, windows), re-read only when the file changes."""
-        path = self.registry.project_dir(project) / "ranking.json"
+        state = self.registry.state(project)
         try:
-            stamp = path.stat().st_mtime_ns
-            cached = self._rankings.get(project)
-            if cached is None or cached[0] != stamp:
-                self._rankings[project] = cached = (stamp, json.loads(path.read_text()))
-            return cached[1]
-        except (FileNotFoundError, json.JSONDecodeError):
+            stamp = state.ranking.stat().st_mtime_ns
+        except FileNotFoundError:
             return {}
+        cached = self._rankings.get(state.key)
+        if cached is None or cached[0] != stamp:
+            self._rankings[state.key] = cached = (stamp, state.live_ranking())
+        return cached[1]
 
     @staticmethod
-    def _entry(result: list, score: float, version: str, ranking: dict, task: dict) -> dict:
+    def _entry(result: list, score: float, version: str, ranked: list | None) -> dict:
+        """One prediction; ``ranked``: the window's ``[score, cluster]`` in the live ranking, if it is there."""
         entry = {"result": result, "score": float(np.clip(score, 0.0, 1.0)), "model_version": version}
-        ranked = ranking.get(str(task["data"].get("window_id")))
         if ranked is not None:
             entry["score"], entry["cluster"] = float(ranked[0]), int(ranked[1])
         return entry

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .jobs import write_json_atomic
+from .project_state import write_json_atomic
 
 FILE = "retrain_failure.json"
 MAX_REASON = 200  # characters of the error kept: one line a person reads

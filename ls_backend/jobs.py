@@ -16,7 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -24,26 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .project_state import ProjectState, project_key, project_keys, write_json_atomic
+
 logger = logging.getLogger(__name__)
-
-MARKER = "retrain.json"
-_PROJECT = re.compile(r"^\d{1,12}$")
-
-
-def project_key(value: object) -> str:
-    """The project's id as a safe folder name: Label Studio sends ``"12.1700000000"`` or ``12``."""
-    text = str(value).split(".", 1)[0].strip()
-    if not _PROJECT.match(text):
-        raise ValueError(f"project must be a Label Studio project id, got {value!r}")
-    return text
-
-
-def write_json_atomic(path: Path, content: dict) -> None:
-    """Write then rename: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(content))
-    os.replace(tmp, path)
 
 
 def rq_dispatch(redis_url: str) -> Callable[[str], None] | None:
@@ -95,7 +77,7 @@ class RetrainQueue:
 
     def pending(self) -> list[str]:
         """Projects with a retraining queued (including ones left by a crash)."""
-        return sorted(p.parent.name for p in self.model_dir.glob(f"*/{MARKER}") if _PROJECT.match(p.parent.name))
+        return [key for key in project_keys(self.model_dir) if self._marker_path(key).exists()]
 
     # -- the worker ------------------------------------------------------------------------------------
 
@@ -180,7 +162,7 @@ class RetrainQueue:
     # -- files -----------------------------------------------------------------------------------------
 
     def _marker_path(self, key: str) -> Path:
-        return self.model_dir / key / MARKER
+        return ProjectState(self.model_dir, key).retrain_marker
 
     def _read_marker(self, key: str) -> dict | None:
         try:
@@ -196,7 +178,7 @@ class RetrainQueue:
 
     @contextmanager
     def _locked(self, key: str, name: str, blocking: bool = True) -> Iterator[None]:
-        path = self.model_dir / key / f".{name}.lock"
+        path = ProjectState(self.model_dir, key).lock(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .active.detector import TransientDetector, cold_start_arrays
 from .active.inputs import PoolView
 from .active.ranking import MC_DRAWS
 from .active.strategies import Ranking, RngLike, make_strategy
+from .active.transients import TransientDetector, cold_start_arrays
 from .labels import is_spike
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,7 @@ from .model.regions import extract_regions
 
 if TYPE_CHECKING:
     from .model.estimator import SpikeDetector
+    from .stores import Windows
 
 MAX_ATTRIBUTED_CHANNELS = 3  # a region names the channels that drove it, strongest first
 
@@ -40,19 +42,18 @@ def pre_annotation(
     return results
 
 
-def model_pre_annotation(
-    detector: SpikeDetector,
-    out: dict[str, np.ndarray],
-    k: int,
-    ch_names: list[str],
-    onset_seconds: float,
-    region_id: str,
-) -> list[dict]:
-    """:func:`pre_annotation` of window ``k`` of a batch that ``detector.predict_all`` scored (``out``)."""
-    return pre_annotation(
-        out["dense"][k], out["channel"][k], float(out["proba"][k]), ch_names, onset_seconds, detector.sfreq,
-        detector.threshold, region_id,
-    )
+def model_pre_annotations(
+    model: SpikeDetector, out: dict[str, np.ndarray], windows: Windows, task_ids: Sequence[object]
+) -> list[list[dict]]:
+    """:func:`pre_annotation` of each of ``windows`` (shown by the tasks ``task_ids``) from the outputs of
+    ``model.predict_all`` on them (``out``); region ids start with the task id."""
+    return [
+        pre_annotation(
+            out["dense"][k], out["channel"][k], float(out["proba"][k]), windows.ch_names[k],
+            float(windows.onset_seconds[k]), model.sfreq, model.threshold, f"t{task_id}-",
+        )
+        for k, task_id in enumerate(task_ids)
+    ]
 
 
 def _driving_channels(channel_proba: np.ndarray, ch_names: list[str], threshold: float) -> list[str]:

@@ -1,18 +1,13 @@
 """Versioned models per project in MODEL_DIR: checkpoints, the serving version, and their history.
 
-Layout::
-
-    MODEL_DIR/<project>/checkpoints/<version>.pt   (atomic, see ls_backend.model.checkpoints)
-    MODEL_DIR/<project>/current.json               the version that serves (replaced atomically)
-    MODEL_DIR/<project>/history.json               every promoted version's metadata, oldest first
-
-A version is promoted only after its checkpoint is safely on disk, so a crash while training or saving leaves
-the previous version serving. A corrupt serving checkpoint falls back to the newest loadable one.
+The files (``checkpoints/<version>.pt``, ``current.json``, ``history.json``) are described in
+:mod:`ls_backend.project_state`. A version is promoted only after its checkpoint is safely on disk, so a crash while
+training or saving leaves the previous version serving. A corrupt serving checkpoint falls back to the newest loadable
+one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -20,75 +15,67 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .jobs import project_key, write_json_atomic
 from .model.checkpoints import CheckpointError, latest_valid_checkpoint, load_checkpoint, save_checkpoint
 from .model.estimator import SpikeDetector
+from .project_state import ProjectState, model_version_name, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """Find, load (cached by version) and promote the detectors of each project."""
+    """Find, load (cached by version) and promote the models of each project."""
 
     def __init__(self, model_dir: str | os.PathLike):
         self.model_dir = Path(model_dir)
         self._cache: dict[str, tuple[str, SpikeDetector, dict]] = {}
         self._lock = threading.Lock()
 
-    def project_dir(self, project: object) -> Path:
-        return self.model_dir / project_key(project)
+    def state(self, project: object) -> ProjectState:
+        return ProjectState.of(self.model_dir, project)
 
     def current_version(self, project: object) -> str | None:
         """The serving version (a small file read: cheap enough for /setup)."""
-        try:
-            return json.loads((self.project_dir(project) / "current.json").read_text())["version"]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
-            return None
+        return (read_json(self.state(project).current) or {}).get("version")
 
     def load(self, project: object) -> tuple[SpikeDetector, dict] | None:
-        """The serving detector and its metadata, or None before the first model of the project."""
-        key = project_key(project)
-        version = self.current_version(key)
+        """The serving model and its metadata, or None before the first model of the project."""
+        state = self.state(project)
+        version = self.current_version(state.key)
         if version is None:
             return None
         with self._lock:
-            cached = self._cache.get(key)
+            cached = self._cache.get(state.key)
             if cached is not None and cached[0] == version:
                 return cached[1], cached[2]
-            directory = self.project_dir(key) / "checkpoints"
             try:
-                detector, meta = load_checkpoint(directory / f"{version}.pt")
+                model, meta = load_checkpoint(state.checkpoint(version))
             except CheckpointError as err:
-                logger.error("project %s: %s; serving the newest loadable checkpoint instead", key, err)
-                _, detector, meta = latest_valid_checkpoint(directory)
-            self._cache[key] = (version, detector, meta)
-            return detector, meta
+                logger.error("project %s: %s; serving the newest loadable checkpoint instead", state.key, err)
+                _, model, meta = latest_valid_checkpoint(state.checkpoints)
+            self._cache[state.key] = (version, model, meta)
+            return model, meta
 
-    def promote(self, project: object, detector: SpikeDetector, metadata: dict[str, Any]) -> str:
-        """Save ``detector`` as the project's new serving version; return the version name."""
-        key = project_key(project)
-        parent = self.current_version(key)
-        history = self.history(key)
-        version = f"p{key}-v{len(history) + 1:04d}"
+    def promote(self, project: object, model: SpikeDetector, metadata: dict[str, Any]) -> str:
+        """Save ``model`` as the project's new serving version; return the version name."""
+        state = self.state(project)
+        parent = self.current_version(state.key)
+        history = self.history(state.key)
+        version = model_version_name(state.key, len(history) + 1)
         meta = dict(metadata) | {"version": version, "parent_version": parent, "promoted_at": time.time()}
-        save_checkpoint(self.project_dir(key) / "checkpoints" / f"{version}.pt", detector, meta)
-        write_json_atomic(self.project_dir(key) / "history.json", {"versions": [*history, meta]})
-        write_json_atomic(self.project_dir(key) / "current.json", {"version": version})
-        logger.info("project %s: version %s now serves (parent %s)", key, version, parent)
+        save_checkpoint(state.checkpoint(version), model, meta)
+        write_json_atomic(state.history, {"versions": [*history, meta]})
+        write_json_atomic(state.current, {"version": version})
+        logger.info("project %s: version %s now serves (parent %s)", state.key, version, parent)
         return version
 
     def restore(self, project: object, version: str | None) -> None:
         """Serve ``version`` again (None: no model yet), e.g. when a newer one's ranking could not be pushed."""
-        key = project_key(project)
-        path = self.project_dir(key) / "current.json"
+        state = self.state(project)
         if version is None:
-            path.unlink(missing_ok=True)
+            state.current.unlink(missing_ok=True)
         else:
-            write_json_atomic(path, {"version": version})
-        logger.warning("project %s: version %s serves again", key, version)
+            write_json_atomic(state.current, {"version": version})
+        logger.warning("project %s: version %s serves again", state.key, version)
 
     def history(self, project: object) -> list[dict]:
-        try:
-            return json.loads((self.project_dir(project) / "history.json").read_text())["versions"]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
-            return []
+        return (read_json(self.state(project).history) or {}).get("versions") or []

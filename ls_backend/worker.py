@@ -61,12 +61,12 @@ def _settings() -> Settings:
 
 @cache
 def _worker_state() -> tuple[RetrainQueue, RQDispatcher]:
-    """The engine and queue of this worker process, built once (models stay cached between jobs)."""
-    from .engine import SpikeEngine  # torch and the model: only in workers
+    """The queue and dispatcher of this worker process, built once (models stay cached between jobs)."""
+    from .retrain import retraining_job  # torch and the model: only in workers, not in the web app that imports us
 
     settings = _settings()
     dispatcher = RQDispatcher(settings.redis_url)
-    queue = RetrainQueue(settings.model_dir, SpikeEngine(settings).retrain, settings.retrain_debounce_seconds)
+    queue = RetrainQueue(settings.model_dir, retraining_job(settings), settings.retrain_debounce_seconds)
     return queue, dispatcher
 
 

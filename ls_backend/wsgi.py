@@ -2,5 +2,6 @@
 
 from .app import make_server_app
 from .engine import SpikeEngine
+from .retrain import retraining_job
 
-app = make_server_app(SpikeEngine)
+app = make_server_app(SpikeEngine, retraining_job)

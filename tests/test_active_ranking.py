@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from converters.windows import StoreWriter, WindowParams, WindowStore, window_ids, window_starts
-from ls_backend.active.detector import TransientDetector
 from ls_backend.active.ranking import ranking_predictions, score_pool
 from ls_backend.active.strategies import Ranking, make_strategy
+from ls_backend.active.transients import TransientDetector
 
 SFREQ = 256.0
 

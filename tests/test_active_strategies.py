@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from ls_backend.active.inputs import PoolView
 from ls_backend.active.measures import binary_entropy, domain_drift, embedding_drift, mutual_information
@@ -141,6 +142,10 @@ def test_registry_and_make_strategy():
     assert isinstance(make_strategy("qbc", kind="kl"), QueryByCommittee)
     assert make_strategy("mixed", positive_share=0.4).get_params()["positive_share"] == 0.4
     assert "ColdStart(" in repr(make_strategy("cold_start"))
+    changed = make_strategy("mixed", positive_share=0.4)
+    assert repr(changed) == "Mixed(positive_share=0.4)"  # scikit-learn's repr: the parameters that differ
+    assert clone(changed).get_params() == changed.get_params() and clone(changed) is not changed
+    assert changed.set_params(n_neighbors=5).n_neighbors == 5
     with pytest.raises(ValueError, match="unknown active-learning strategy 'nope'; known: bald, cold_start"):
         make_strategy("nope")
     with pytest.raises(ValueError, match="strategy 'entropy' has no parameter"):

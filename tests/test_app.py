@@ -18,10 +18,11 @@ class EchoEngine:
     def model_version(self, project):
         return f"v-{project}"
 
-    def predict(self, project, windows, tasks):
+    def predict(self, project, windows, task_ids):
+        assert len(windows) == len(task_ids)
         return [
             {"result": [], "score": float(np.abs(w).max()), "model_version": self.model_version(project)}
-            for w in windows
+            for w in windows.X
         ]
 
     def versions(self, project=None):
@@ -29,9 +30,6 @@ class EchoEngine:
 
     def has_ranking(self, project):
         return project == "4"
-
-    def retrain(self, project):
-        pass
 
 
 @pytest.fixture
@@ -133,7 +131,7 @@ def test_a_backend_without_its_label_studio_token_says_so_at_start_and_in_health
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     with caplog.at_level("ERROR", logger="ls_backend.app"):
-        app = make_server_app(lambda settings: EchoEngine())
+        app = make_server_app(lambda settings: EchoEngine(), lambda settings: lambda key: None)
     assert any("LABEL_STUDIO_API_KEY is not set" in r.getMessage() for r in caplog.records)
     health = app.test_client().get("/health").json
     assert health["status"] == "UP"  # pre-annotations still work

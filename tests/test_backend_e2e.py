@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import BACKEND_CREDENTIALS, import_patient, wait_for, wait_for_ranking
+from helpers import BACKEND_CREDENTIALS, import_patient, wait_for, wait_for_ranking
 
 from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids

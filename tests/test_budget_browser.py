@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import serving
+from helpers import serving
 
 from ls_backend.app import create_app
 from ls_backend.budget import Budget, compute_status

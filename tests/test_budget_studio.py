@@ -72,7 +72,7 @@ def test_two_clinicians_spend_the_budget_and_the_backend_stops_asking(label_stud
 
     settings = Settings.from_env()
     engine = SpikeEngine(settings)
-    result = retrain_project(engine, key, client=studio_client)
+    result = retrain_project(settings, key, client=studio_client)
 
     # the budget (14 labels) is spent: the ranking and the project say so
     assert result.version.endswith(SPENT_SUFFIX) and engine.model_version(key) == result.version

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import serving
+from helpers import serving
 
 from ls_backend.app import create_app
 from ls_backend.config import Settings

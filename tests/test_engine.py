@@ -12,8 +12,9 @@ from converters.tasks import make_tasks
 from converters.windows import WindowStore
 from ls_backend.app import create_app
 from ls_backend.config import Settings
-from ls_backend.engine import COLD_START_VERSION, SpikeEngine
+from ls_backend.engine import SpikeEngine
 from ls_backend.model.estimator import SpikeDetector
+from ls_backend.project_state import COLD_START_VERSION
 from ls_backend.registry import ModelRegistry
 
 
@@ -63,8 +64,8 @@ def test_a_promoted_model_pre_annotates_regions_inside_the_task(patient, tmp_pat
     with WindowStore(root / "stores" / "P" / "rec.h5") as store:
         X = store.read_windows([t["data"]["window_id"] for t in tasks])
     y = np.array([truth(t) for t in tasks], np.float32)
-    detector = SpikeDetector(width=8, depth=2, epochs=8, batch_size=8, seed=0).fit(X, y)
-    version = engine.registry.promote(9, detector, {"labels_used": len(y)})
+    model = SpikeDetector(width=8, depth=2, epochs=8, batch_size=8, seed=0).fit(X, y)
+    version = engine.registry.promote(9, model, {"labels_used": len(y)})
     assert client.post("/setup", json={"project": "9.1"}).json["model_version"] == version
     results = predict(client, tasks)
     assert all(r["model_version"] == version for r in results)
@@ -74,8 +75,8 @@ def test_a_promoted_model_pre_annotates_regions_inside_the_task(patient, tmp_pat
         for region in (r for r in result["result"] if r["type"] == "timeserieslabels"):
             assert onset <= region["value"]["start"] < region["value"]["end"] <= onset + duration
     predicted = np.array([r["result"][-1]["value"]["choices"] == ["Spike"] for r in results])
-    proba = detector.predict_proba(X)
-    np.testing.assert_array_equal(predicted, proba >= detector.threshold)  # the served model's own answer
+    proba = model.predict_proba(X)
+    np.testing.assert_array_equal(predicted, proba >= model.threshold)  # the served model's own answer
     np.testing.assert_allclose([r["score"] for r in results], np.abs(2 * proba - 1), atol=1e-6)
     assert ModelRegistry(tmp_path / "models").current_version(9) == version
 
@@ -83,7 +84,7 @@ def test_a_promoted_model_pre_annotates_regions_inside_the_task(patient, tmp_pat
 def test_scores_come_from_the_last_pushed_ranking(patient, tmp_path):
     root, tasks = patient
     client, engine = client_for(root, tmp_path)
-    ranking_path = engine.registry.project_dir(9) / "ranking.json"
+    ranking_path = engine.registry.state(9).ranking
     ranking_path.parent.mkdir(parents=True)
     first = tasks[3]["data"]["window_id"]
     ranking_path.write_text(json.dumps({"version": "cold-start", "windows": {first: [0.0, 4]}}))

@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import serving
+from helpers import serving
 from label_studio_sdk import LabelStudio as LabelStudioClient
 from studio_server import free_port
 

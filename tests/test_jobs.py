@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from ls_backend.jobs import RetrainQueue, project_key
+from ls_backend.jobs import RetrainQueue
+from ls_backend.project_state import project_key
 
 
 def test_project_keys_are_ids_only():

@@ -14,7 +14,8 @@ from rq import SimpleWorker
 from rq.job import JobStatus
 
 import ls_backend.worker as worker
-from ls_backend.jobs import MARKER, RetrainQueue
+from ls_backend.jobs import RetrainQueue
+from ls_backend.project_state import ProjectState
 
 WAIT_SECONDS = 60.0  # how long to wait for background work before calling it lost
 
@@ -56,7 +57,7 @@ def test_an_unreadable_marker_is_run_once_then_cleared(tmp_path, content):
     other = RetrainQueue(tmp_path, lambda key: None)
     other.request(8)  # a healthy project after the broken one: the round must reach it
     (tmp_path / "7").mkdir()
-    (tmp_path / "7" / MARKER).write_bytes(content)
+    ProjectState.of(tmp_path, 7).retrain_marker.write_bytes(content)
     runs = []
     queue = RetrainQueue(tmp_path, runs.append, debounce_seconds=0)
     assert queue.pending() == ["7", "8"]
@@ -66,7 +67,7 @@ def test_an_unreadable_marker_is_run_once_then_cleared(tmp_path, content):
 
 def test_a_request_over_an_unreadable_marker_queues_the_project(tmp_path):
     (tmp_path / "7").mkdir()
-    (tmp_path / "7" / MARKER).write_text('{"reasons": 1}')
+    ProjectState.of(tmp_path, 7).retrain_marker.write_text('{"reasons": 1}')
     queue = RetrainQueue(tmp_path, lambda key: None, debounce_seconds=0)
     queue.request(7, "ANNOTATION_CREATED")
     marker = queue._read_marker("7")

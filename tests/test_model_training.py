@@ -156,6 +156,7 @@ def test_checkpoint_round_trip(tmp_path, fitted):
     assert back["version"] == "v2" and back["parent_version"] == "v1" and back["metrics"]["auprc"] == 0.5
     assert "software" in back and "saved_at" in back
     assert loaded.get_params() == det.get_params()
+    assert not det.clone().is_fitted and det.clone().get_params() == det.get_params()
     # it loads with weights_only=True: plain tensors and strings, nothing pickled
     payload = torch.load(path, weights_only=True)
     assert set(payload) >= {"format", "params_json", "metadata_json", "state_dict"}

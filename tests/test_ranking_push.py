@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BACKGROUND_WAIT_SECONDS
+from helpers import BACKGROUND_WAIT_SECONDS
 from studio_server import log_tail
 from test_studio import CONFIG
 
@@ -65,7 +65,7 @@ def small_tasks_project(label_studio, client, root: Path, n_tasks: int) -> tuple
     settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
                         model_dir=root / "models", window_store_dir=root / "stores")  # fmt: skip
     engine = SpikeEngine(settings)
-    index = cached_task_index(client, engine.registry.project_dir(project.id), project.id)
+    index = cached_task_index(client, engine.registry.state(project.id))
     assert len(index) == n_tasks
     return engine, project.id, index
 
@@ -79,7 +79,13 @@ def predictions_per_task(client, project_id: int) -> dict[str, Counter]:
 
 
 def push(engine, client, project_id: int, version: str, index: dict) -> int:
-    return retrain.push_ranking(engine, client, str(project_id), version, index, None, None, "cold_start")
+    state = engine.registry.state(project_id)
+    return retrain.push_ranking(engine.settings, client, state, version, index, None, None, "cold_start")
+
+
+def retrain_now(engine: SpikeEngine, project_id: int, client) -> retrain.RetrainResult:
+    """What the retraining queue runs for the project, with the engine's folders and registry."""
+    return retrain.retrain_project(engine.settings, str(project_id), client=client, registry=engine.registry)
 
 
 def record_calls(monkeypatch, client, calls: list[str], fail_after_imports: int | None = None) -> None:
@@ -117,7 +123,7 @@ def test_a_large_project_goes_live_with_its_first_part_then_gets_the_rest(label_
         counts = predictions_per_task(studio_client, project_id)
         assert set(counts) == {version} and counts[version] == Counter(dict.fromkeys(index, 1))
         scores = {p.task: p.score for p in studio_client.predictions.list(project=project_id)}
-        ranking = json.loads((engine.registry.project_dir(project_id) / "ranking.json").read_text())
+        ranking = json.loads(engine.registry.state(project_id).ranking.read_text())
         assert ranking["version"] == version and len(ranking["windows"]) == n_tasks
         first, second = retrain.priority_parts(list(index), index, {})
         assert len(first) == retrain.PRIORITY_TASKS
@@ -169,7 +175,7 @@ def ranked_project(label_studio, studio_client, tmp_path, monkeypatch):
     settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
                         model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")  # fmt: skip
     engine = SpikeEngine(settings)
-    first = retrain.retrain_project(engine, str(project_id), client=studio_client)
+    first = retrain_now(engine, project_id, studio_client)
     assert first.promoted and studio_client.projects.get(project_id).model_version == first.version
     label(studio_client, list(studio_client.tasks.list(project=project_id, fields="all")), 1)  # new labels since
     yield engine, project_id, first.version
@@ -179,7 +185,7 @@ def ranked_project(label_studio, studio_client, tmp_path, monkeypatch):
 def assert_still_serving(client, engine: SpikeEngine, project_id: int, version: str) -> None:
     """Label Studio, the live ranking file and the model registry all still name ``version``."""
     assert client.projects.get(project_id).model_version == version
-    assert json.loads((engine.registry.project_dir(project_id) / "ranking.json").read_text())["version"] == version
+    assert json.loads(engine.registry.state(project_id).ranking.read_text())["version"] == version
     assert SpikeEngine(engine.settings).registry.current_version(str(project_id)) == version  # as a new process
 
 
@@ -209,11 +215,11 @@ def test_a_push_failing_mid_way_leaves_the_previous_model_and_ranking_serving(st
     with monkeypatch.context() as failing:
         record_calls(failing, studio_client, [], fail_after_imports=1)
         with pytest.raises(PushFailed):
-            retrain.retrain_project(engine, str(project_id), client=studio_client)
+            retrain_now(engine, project_id, studio_client)
     assert_still_serving(studio_client, engine, project_id, previous)
     assert engine.model_version(str(project_id)) == previous  # what /setup and /predict answer
 
-    result = retrain.retrain_project(engine, str(project_id), client=studio_client)  # the next trigger
+    result = retrain_now(engine, project_id, studio_client)  # the next trigger
     assert result.version != previous and studio_client.projects.get(project_id).model_version == result.version
     assert engine.registry.current_version(str(project_id)) == result.version
     assert_ranked_once(studio_client, project_id, result.version, kept=previous)

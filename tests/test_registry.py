@@ -22,9 +22,9 @@ def test_promote_then_load(tmp_path, tiny_detector):
     v1 = registry.promote("3.17000", tiny_detector, {"labels_used": 10})
     v2 = registry.promote(3, tiny_detector, {"labels_used": 20})
     assert (v1, v2) == ("p3-v0001", "p3-v0002")
-    detector, meta = registry.load(3)
+    model, meta = registry.load(3)
     assert meta["version"] == v2 and meta["parent_version"] == v1 and meta["labels_used"] == 20
-    assert registry.load(3)[0] is detector  # cached while the version does not change
+    assert registry.load(3)[0] is model  # cached while the version does not change
     assert [m["version"] for m in registry.history(3)] == [v1, v2]
 
 
@@ -34,7 +34,7 @@ def test_a_corrupt_serving_checkpoint_falls_back_to_the_previous_one(tmp_path, t
     v2 = registry.promote(4, tiny_detector, {})
     path = tmp_path / "4" / "checkpoints" / f"{v2}.pt"
     path.write_bytes(path.read_bytes()[:100])
-    detector, meta = ModelRegistry(tmp_path).load(4)
+    model, meta = ModelRegistry(tmp_path).load(4)
     assert meta["version"] == v1 and "corrupt" in caplog.text
     windows = np.zeros((1, 3, 256), np.float32)
-    assert detector.predict_proba(windows).shape == (1,)  # another layout (3 channels): still scores
+    assert model.predict_proba(windows).shape == (1,)  # another layout (3 channels): still scores

@@ -4,9 +4,8 @@ when and why, until a retraining succeeds (against the real Label Studio)."""
 from __future__ import annotations
 
 import pytest
-from test_ranking_push import small_tasks_project
+from test_ranking_push import retrain_now, small_tasks_project
 
-import ls_backend.retrain as retrain
 from converters import studio
 from ls_backend.budget.page import report_response
 from ls_backend.budget.render import FAILURE_MARK
@@ -28,8 +27,8 @@ def test_a_failing_retraining_is_shown_in_label_studio_and_on_the_report_until_o
     try:
         for _ in range(2):  # the queue retries: the notice keeps the first failure's time and counts attempts
             with pytest.raises(TaskInputError):
-                retrain.retrain_project(engine, str(project_id), client=studio_client)
-        failure = load_failure(engine.registry.project_dir(str(project_id)))
+                retrain_now(engine, project_id, studio_client)
+        failure = load_failure(engine.registry.state(project_id).dir)
         assert failure is not None and failure.attempts == 2 and failure.since < failure.last
         assert failure.reason.startswith("TaskInputError: ") and "P/rec.h5" in failure.reason
         text = description(studio_client, project_id)
@@ -41,9 +40,9 @@ def test_a_failing_retraining_is_shown_in_label_studio_and_on_the_report_until_o
     finally:
         store.with_suffix(".moved").rename(store)
 
-    result = retrain.retrain_project(engine, str(project_id), client=studio_client)  # the share is back
+    result = retrain_now(engine, project_id, studio_client)  # the share is back
     assert result.n_ranked == 30
-    assert load_failure(engine.registry.project_dir(str(project_id))) is None
+    assert load_failure(engine.registry.state(project_id).dir) is None
     text = description(studio_client, project_id)
     assert FAILURE_MARK not in text and text.startswith("Patient 7, left temporal depth electrodes.")
     assert "could not be updated" not in report_response(engine.settings, str(project_id)).get_data(as_text=True)

@@ -16,9 +16,11 @@ from converters.synthetic import PATIENTS, write_bids
 from converters.windows import WindowStore
 from ls_backend.active.strategies import Strategy
 from ls_backend.config import Settings
-from ls_backend.engine import COLD_START_VERSION, SpikeEngine
+from ls_backend.engine import SpikeEngine
+from ls_backend.project_state import COLD_START_VERSION, ProjectState
 from ls_backend.replay import ReplayData, ReplaySettings, replay_round
 from ls_backend.retrain import RANKING_BATCH, retrain_project
+from ls_backend.stores import WindowRef
 from ls_backend.task_index import cached_task_index
 
 
@@ -55,7 +57,7 @@ def test_labels_train_a_model_and_the_ranking_reaches_the_labeling_stream(
                         model_dir=tmp_path / "models", window_store_dir=root / "stores")
     engine = SpikeEngine(settings)
     assert engine.model_version(str(project.id)) == COLD_START_VERSION
-    result = retrain_project(engine, str(project.id), client=studio_client)
+    result = retrain_project(settings, str(project.id), client=studio_client, registry=engine.registry)
 
     assert result.promoted and result.n_labels == 12 and result.n_ranked == len(tasks) - 12
     assert "n_pseudo_labels" in result.metrics  # both classes labeled: unlabeled windows were offered
@@ -78,7 +80,7 @@ def test_before_any_label_the_cold_start_ranking_serves_likely_spikes_first(
     root, project = imported
     settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
                         model_dir=tmp_path / "models", window_store_dir=root / "stores")
-    result = retrain_project(SpikeEngine(settings), str(project.id), client=studio_client)
+    result = retrain_project(settings, str(project.id), client=studio_client)
     assert result.version == COLD_START_VERSION and not result.promoted
     ranking = json.loads((tmp_path / "models" / str(project.id) / "ranking.json").read_text())["windows"]
     tasks = {t.data["window_id"]: t for t in studio_client.tasks.list(project=project.id, fields="all")}
@@ -95,18 +97,19 @@ def test_the_task_index_is_cached_and_only_new_tasks_are_listed(studio_client, i
     listed = []
     real = studio.task_index
     monkeypatch.setattr(studio, "task_index", lambda c, p, after_id=0: listed.append(after_id) or real(c, p, after_id))
-    first = cached_task_index(studio_client, tmp_path, project.id)
+    state = ProjectState.of(tmp_path, project.id)
+    first = cached_task_index(studio_client, state)
     assert listed == [0] and len(first) == studio_client.projects.get(project.id).task_number
-    assert cached_task_index(studio_client, tmp_path, project.id) == first and listed == [0]  # nothing new: no listing
+    assert cached_task_index(studio_client, state) == first and listed == [0]  # nothing new: no listing
 
     meta = {"window_id": "extra-window", "store": "P03/extra.h5"}
     task = studio_client.tasks.create(project=project.id, data=studio_client.tasks.get(id=min(first)).data, meta=meta)
-    assert cached_task_index(studio_client, tmp_path, project.id)[task.id] == meta
+    assert cached_task_index(studio_client, state)[task.id] == WindowRef.parse(meta)
     assert listed == [0, max(first)]  # only the tasks after the cached ones
 
     studio_client.tasks.delete(id=task.id)
     studio_client.tasks.delete(id=min(first))
-    after = cached_task_index(studio_client, tmp_path, project.id)
+    after = cached_task_index(studio_client, state)
     assert set(after) == set(first) - {min(first)} and listed[-1] == 0  # deletions: everything listed again
 
 
@@ -133,7 +136,7 @@ def test_the_retraining_and_the_replay_rank_from_the_same_inputs(
     monkeypatch.setattr(Strategy, "rank", spy)
     settings = Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
                         model_dir=tmp_path / "models", window_store_dir=root / "stores")
-    retrain_project(SpikeEngine(settings), str(project.id), client=studio_client)
+    retrain_project(settings, str(project.id), client=studio_client)
     assert len(calls) == 1
     live = calls.pop()
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, import_patient, logged_in_page, wait_for_ranking
+from helpers import import_patient, logged_in_page, wait_for_ranking
+from studio_server import REPO_ROOT
 
 from converters.synthetic import PATIENTS, write_bids
 from converters.tasks import event_results

@@ -102,15 +102,15 @@ class ScoredPool:
 
 
 def model_features(
-    detector: SpikeDetector, windows: np.ndarray, n_draws: int = 0, seed: int | None = None
+    model: SpikeDetector, windows: np.ndarray, n_draws: int = 0, seed: int | None = None
 ) -> dict[str, np.ndarray]:
     """A :data:`Featurize` for a fitted model: ``proba`` [b] and ``embeddings`` [b, width]; with ``n_draws`` >= 2
     also ``mc_proba`` [b, n_draws], the MC-dropout draws BALD and query-by-committee read (the transpose of
     :meth:`SpikeDetector.mc_draws`)."""
-    out = detector.predict_all(windows)
+    out = model.predict_all(windows)
     arrays = {"proba": out["proba"], "embeddings": out["embedding"]}
     if n_draws:
-        arrays["mc_proba"] = detector.mc_draws(windows, n_draws, seed).T
+        arrays["mc_proba"] = model.mc_draws(windows, n_draws, seed).T
     return arrays
 
 

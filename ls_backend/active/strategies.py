@@ -17,13 +17,13 @@ Use :func:`make_strategy` (``STRATEGIES`` lists the names); ``"mixed"`` is the d
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from .diversity import (
     DuplicateFilter,
@@ -86,8 +86,9 @@ def descending(utility: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.lexsort((rng.random(len(utility)), -np.asarray(utility)))
 
 
-class Strategy:
-    """Base class: parameters in ``__init__``, :meth:`rank` does the work."""
+class Strategy(BaseEstimator):
+    """Base class: parameters in ``__init__`` (``get_params``, ``set_params``, repr: scikit-learn's
+    :class:`~sklearn.base.BaseEstimator`), :meth:`rank` does the work."""
 
     name: ClassVar[str] = "strategy"
 
@@ -104,18 +105,6 @@ class Strategy:
 
     def _rank(self, pool: PoolView, batch_size: int, rng: np.random.Generator) -> Ranking:
         raise NotImplementedError
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn style)."""
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
 
 class Random(Strategy):
@@ -362,7 +351,7 @@ class ColdStart(Mixed):
     """Before any model: the first batch holds likely spikes AND covers the recording.
 
     ``positive_share`` of the batch (default half) goes to the highest classical-detector scores (``detector_score``,
-    see :mod:`ls_backend.active.detector`) without near-duplicates; the rest to the most typical window of each
+    see :mod:`ls_backend.active.transients`) without near-duplicates; the rest to the most typical window of each
     k-means group of ``embeddings`` (an untrained or cohort model's), so every kind of background is seen once.
     Model probabilities in the pool are ignored.
     """
@@ -502,8 +491,8 @@ def make_strategy(name: str = DEFAULT_STRATEGY, **params: Any) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"unknown active-learning strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
     cls = STRATEGIES[name]
-    unknown = sorted(set(params) - set(cls._param_names()))
+    unknown = sorted(set(params) - set(cls._get_param_names()))
     if unknown:
         raise ValueError(f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; "
-                         f"it takes: {', '.join(cls._param_names()) or 'none'}")
+                         f"it takes: {', '.join(cls._get_param_names()) or 'none'}")
     return cls(**params)

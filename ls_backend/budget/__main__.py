@@ -17,7 +17,8 @@ from redis.exceptions import RedisError
 from converters import studio
 
 from ..config import Settings
-from ..jobs import RetrainQueue, project_key, rq_dispatch
+from ..jobs import RetrainQueue, rq_dispatch
+from ..project_state import project_key
 from .plan import Budget, load_budget, parse_clinician, positive_count, save_budget
 from .plots import png_bytes
 from .refresh import refresh_report

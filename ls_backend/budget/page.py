@@ -14,7 +14,7 @@ from flask import Flask, Response
 
 from ..config import Settings
 from ..failures import load_failure
-from ..jobs import project_key
+from ..project_state import project_key
 from .plan import load_budget
 from .plots import png_bytes
 from .render import assessment_of, key_numbers, verdict, what_labels_bought

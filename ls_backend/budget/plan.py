@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..jobs import project_key, write_json_atomic
+from ..project_state import project_key, write_json_atomic
 
 BUDGET_FILE = "budget.json"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..jobs import project_key, write_json_atomic
 from ..labels import TaskLabel, fetch_labels, is_spike
+from ..project_state import SPENT_SUFFIX, project_key, write_json_atomic
 from ..registry import ModelRegistry
 from .plan import Budget, load_budget
 
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 STATUS_FILE = "budget_status.json"
 SPENT_FLAG = "budget_spent.json"
-SPENT_SUFFIX = "-budget-spent"
 
 
 @dataclass

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import math
 from functools import partial
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.base import clone as sklearn_clone
 
 from .losses import balanced_indices, soft_focal_loss
 from .metrics import auprc
@@ -88,7 +89,7 @@ _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients
 
 
 class NotFittedError(RuntimeError):
-    """The detector has no learned weights yet (call ``fit`` or load a checkpoint)."""
+    """The model has no learned weights yet (call ``fit`` or load a checkpoint)."""
 
 
 def present_channels(X: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ def present_channels(X: np.ndarray) -> np.ndarray:
     return np.isfinite(X).all(axis=-1)
 
 
-class SpikeDetector:
+class SpikeDetector(BaseEstimator):
     """Channel-agnostic 1-D ResNet spike detector (``fit`` / ``predict_proba`` / ``predict_dense`` / ``embed``).
 
     Architecture: ``width``, ``depth``, ``kernel_size``, ``dilation``, ``dropout`` (see :class:`ResNet1d`). The
@@ -174,36 +175,17 @@ class SpikeDetector:
         self.sfreq = sfreq
         self.seed = seed
 
-    # ------------------------------------------------------------------ sklearn-like parameters
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> SpikeDetector:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for SpikeDetector")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
+    # ------------------------------------------------------------------ parameters (get_params, set_params, repr:
+    # scikit-learn's BaseEstimator)
 
     def clone(self, **changes: Any) -> SpikeDetector:
         """An unfitted copy with the same parameters (and ``changes``)."""
-        return SpikeDetector(**(self.get_params() | changes))
-
-    def __repr__(self) -> str:
-        defaults = SpikeDetector().get_params()
-        changed = {k: v for k, v in self.get_params().items() if defaults[k] != v}
-        return f"SpikeDetector({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        return sklearn_clone(self).set_params(**changes)
 
     # ------------------------------------------------------------------ model
 
     def build_module(self) -> ResNet1d:
-        """A fresh, untrained network with this detector's architecture."""
+        """A fresh, untrained network with this model's architecture."""
         if self.channel_pool not in ("max", "lse"):
             raise ValueError(f"channel_pool must be 'max' or 'lse', got {self.channel_pool!r}")
         dilation = self.dilation if isinstance(self.dilation, int) else tuple(self.dilation)
@@ -255,7 +237,7 @@ class SpikeDetector:
         """Train on windows ``X`` with window labels ``y`` in [0, 1] (soft labels welcome).
 
         ``sample_weight`` weighs windows (pseudo-labels get less than human labels); ``dense_targets``
-        ``[n, n_times]`` with NaN rows where unknown add a per-time-step loss; ``init_from`` (a fitted detector or
+        ``[n, n_times]`` with NaN rows where unknown add a per-time-step loss; ``init_from`` (a fitted model or
         its ``state_dict``) warm-starts from its weights (same architecture), freezing ``freeze_blocks``;
         ``eval_set`` ``(X_val, y_val)`` is scored each epoch and the best epoch's weights are kept.
         """
@@ -562,7 +544,7 @@ class SpikeDetector:
     def mc_draws(self, X: np.ndarray, n_samples: int = 10, seed: int | None = None) -> np.ndarray:
         """Window probabilities ``[n_samples, n_windows]`` from ``n_samples`` passes with dropout on (MC dropout).
 
-        Seeded (``seed``, else the detector's ``seed``) without touching torch's global random state. BALD and
+        Seeded (``seed``, else the model's ``seed``) without touching torch's global random state. BALD and
         query-by-committee need the draws themselves (``PoolView.mc_proba`` is their transpose, ``[n, S]``).
         """
         if n_samples < 2:

@@ -151,7 +151,7 @@ class SelfTrainingRound:
 
 
 def fit_with_pseudo_labels(
-    detector: SpikeDetector,
+    model: SpikeDetector,
     X_labelled: np.ndarray,
     y_labelled: np.ndarray,
     X_unlabelled: np.ndarray,
@@ -162,15 +162,15 @@ def fit_with_pseudo_labels(
     dense_targets: np.ndarray | None = None,
     refit_epochs: int | None = None,
 ) -> tuple[SpikeDetector, list[SelfTrainingRound]]:
-    """Self-training: fit on the human labels, then ``rounds`` times pseudo-label the unlabelled windows with the
-    current model and refit on both (each round starts from the previous round's weights; pseudo-labels are
-    recomputed from scratch every round, so a window may enter and leave). ``dense_targets`` of the labelled
-    windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none. ``refit_epochs`` (default:
-    the detector's) is for the refits, which start from the previous fit's weights."""
+    """Self-training: fit a clone of ``model`` on the human labels, then ``rounds`` times pseudo-label the
+    unlabelled windows with the current fit and refit on both (each round starts from the previous round's weights;
+    pseudo-labels are recomputed from scratch every round, so a window may enter and leave). ``dense_targets`` of the
+    labelled windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none. ``refit_epochs``
+    (default: the model's) is for the refits, which start from the previous fit's weights."""
     params = params or PseudoLabelParams()
     n_lab = len(X_labelled)
     weight = np.ones(n_lab, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-    model = detector.clone().fit(
+    fitted = model.clone().fit(
         X_labelled, y_labelled, sample_weight=weight, init_from=init_from, dense_targets=dense_targets
     )
     dense_all = None
@@ -181,7 +181,7 @@ def fit_with_pseudo_labels(
     X_all = np.concatenate([X_labelled, X_unlabelled])
     human = np.r_[np.ones(n_lab, bool), np.zeros(len(X_unlabelled), bool)]
     for r in range(rounds):
-        proba = np.r_[np.zeros(n_lab), model.predict_proba(X_unlabelled)]
+        proba = np.r_[np.zeros(n_lab), fitted.predict_proba(X_unlabelled)]
         targets, weights, selected = pseudo_labels(proba, human, params)
         y_all = np.where(human, np.r_[y_labelled, np.zeros(len(X_unlabelled))], targets).astype(np.float32)
         w_all = np.where(human, np.r_[weight, np.zeros(len(X_unlabelled))], weights).astype(np.float32)
@@ -190,11 +190,11 @@ def fit_with_pseudo_labels(
         logger.info("self-training round %d: %d pseudo-positive, %d pseudo-negative", *vars(log[-1]).values())
         keep = human | selected
         dense_keep = None if dense_all is None else dense_all[keep]
-        refit = detector.clone() if refit_epochs is None else detector.clone(epochs=refit_epochs)
-        model = refit.fit(
-            X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=model, dense_targets=dense_keep
+        refit = model.clone() if refit_epochs is None else model.clone(epochs=refit_epochs)
+        fitted = refit.fit(
+            X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=fitted, dense_targets=dense_keep
         )
-    return model, log
+    return fitted, log
 
 
 # ---------------------------------------------------------------------------------------------- warm start

@@ -9,9 +9,9 @@ from sklearn.metrics import roc_auc_score
 from converters import synthetic
 from converters.convert import convert_recording
 from converters.windows import WindowStore
-from ls_backend.active.detector import TransientDetector, detector_scores
 from ls_backend.active.inputs import PoolView
 from ls_backend.active.strategies import ColdStart, Random
+from ls_backend.active.transients import TransientDetector, detector_scores
 
 SFREQ = 256.0
 
