@@ -239,14 +239,14 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 
 def summarize(curves: dict[str, dict[int, list[dict]]], full: dict[int, dict]) -> dict[str, dict]:
-    """Per strategy variant and metric: labels to reach 95 % of the fully supervised score (its mean over the seeds:
+    """Per strategy variant and metric: labels to reach 95 % of the fully supervised score (its mean over its seeds:
     one model's score moves by tenths between seeds here) per seed (None = not reached within the budget), their
     spread over the seeds that reached it, and the area under the curve."""
     summary: dict[str, dict] = {}
     for name, by_seed in curves.items():
         entry: dict[str, Any] = {}
         for metric in METRICS:
-            full_mean = float(np.mean([full[seed][metric] for seed in by_seed]))
+            full_mean = float(np.mean([f[metric] for f in full.values()]))
             needed = [labels_to_reach(curve, metric, REACH * full_mean) for curve in by_seed.values()]
             reached = [n for n in needed if n is not None]
             aulc = [area_under_curve(curve, metric) for curve in by_seed.values()]
@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=int, help=f"labels at the end (default {FULL.budget})")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument(
+        "--reference-seeds", type=int, help="seeds of the fully supervised references (default: --seeds)"
+    )
+    parser.add_argument(
         "--warm-start",
         action="store_true",
         help="also replay every strategy from a cohort model trained on the other patients",
@@ -478,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     warm_names = (args.warm_strategies or args.strategies) if args.warm_start else []
     run = Run(args, argv, info, settings, preset, seeds, started, data_seconds)
-    first = [(kind, kind, s, None) for kind in ("full", "matched") for s in seeds]
+    reference_seeds = seeds[: args.reference_seeds or len(seeds)]
+    first = [(kind, kind, s, None) for kind in ("full", "matched") for s in reference_seeds]
     first += [("replay", n, s, None) for n in args.strategies for s in seeds]
     first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
     done = run_jobs(first, args.jobs, initargs)
@@ -507,8 +511,8 @@ class Run:
 
     def result(self, done: dict[tuple, dict], warm_names: list[str]) -> dict[str, Any]:
         args, seeds, settings = self.args, self.seeds, self.settings
-        full = {s: done[("full", "full", s)]["result"] for s in seeds}
-        matched = {s: done[("matched", "matched", s)]["result"] for s in seeds}
+        full = {k[2]: v["result"] for k, v in done.items() if k[0] == "full"}
+        matched = {k[2]: v["result"] for k, v in done.items() if k[0] == "matched"}
         names = list(args.strategies) + [n + WARM for n in warm_names]
         curves = {n: {s: done[("replay", n, s)]["result"] for s in seeds} for n in names}
         summary = summarize(curves, full)
