@@ -268,7 +268,6 @@ def rank(
     return make_strategy(name).rank(view, batch_size=batch_size, rng=rng)
 
 
-
 def learn_and_rank(
     labeled: Labeled,
     pool_X: np.ndarray,
