@@ -12,7 +12,7 @@ from model_helpers import TINY, toy_windows
 
 from ls_backend.loop import Labeled, Plan, PoolScorer, learn, learn_and_rank, train_and_validate, validation_rows
 from ls_backend.model import SpikeDetector
-from ls_backend.model.estimator import one_cycle
+from ls_backend.model.estimator import OneCycle, one_cycle
 from ls_backend.model.metrics import auprc
 
 TINY_PLAN = Plan(cold_epochs=2, warm_epochs=1, model={k: v for k, v in TINY.items() if k not in ("epochs", "seed")})
@@ -29,13 +29,29 @@ def labeled(n: int, n_spikes: int | None = None, seed: int = 0) -> Labeled:
 
 
 @pytest.mark.parametrize("total", range(1, 41))
-def test_one_cycle_rises_to_the_peak_and_falls_for_every_length(total):
-    lr = np.array([one_cycle(step, total) for step in range(total)])
-    assert np.all(np.isfinite(lr)) and lr.max() == pytest.approx(1.0) and lr.min() > 0
+def test_one_cycle_rises_and_falls_for_every_length(total):
+    lr, beta1 = np.array([one_cycle(step, total) for step in range(total)]).T
+    assert np.all(np.isfinite(lr)) and np.all((lr > 0) & (lr <= 1)) and np.all((beta1 >= 0.85) & (beta1 <= 0.95))
     peak = int(np.argmax(lr))
     assert np.all(np.diff(lr[: peak + 1]) > 0) and np.all(np.diff(lr[peak:]) < 0)
-    if total >= 10:
-        assert lr[0] == pytest.approx(1 / 25) and lr[-1] == pytest.approx(1 / 25e4)
+    assert np.all(np.diff(beta1[: peak + 1]) < 0) and np.all(np.diff(beta1[peak:]) > 0)  # against the rate
+    if total >= 5:
+        assert lr.max() > 0.9 and lr[-1] == pytest.approx(1 / 25e4) and beta1[-1] == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("total", [11, 20, 100])
+def test_one_cycle_follows_pytorchs_policy_where_that_one_works(total):
+    param = torch.nn.Parameter(torch.zeros(1))
+    ours, theirs = (torch.optim.AdamW([param], lr=3e-3) for _ in range(2))
+    schedule = OneCycle(ours, total)
+    reference = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=3e-3, total_steps=total, pct_start=0.1)
+    for _ in range(total - 1):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9)
+        assert ours.param_groups[0]["betas"][0] == pytest.approx(theirs.param_groups[0]["betas"][0], rel=1e-9)
+        ours.step()  # no gradient: nothing moves, but the schedulers expect an optimizer step first
+        theirs.step()
+        schedule.step()
+        reference.step()
 
 
 @pytest.mark.parametrize("n", [1, 9, 33, 64, 65])

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import logging
 import math
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -52,16 +51,47 @@ def inference_batch_size(width: int, n_times: int) -> int:
     return int(min(MAX_INFERENCE_BATCH, max(16, 1 << max(0, int(fit).bit_length() - 1))))
 
 
-def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 1 / 25, end: float = 1 / 25e4) -> float:
-    """The learning rate of ``step`` in ``[0, total)`` as a fraction of the peak: a cosine rise from ``start`` over
-    the first ``warmup`` of the steps (at least one step when there are two or more), then a cosine fall to ``end``
-    (the shape of PyTorch's OneCycleLR, which divides by zero when ``warmup * total`` is exactly 1)."""
-    rise = max(1, round(warmup * total)) if total > 1 else 0
-    if step < rise:
-        low, high, frac = start, 1.0, step / rise
+def one_cycle(
+    step: int,
+    total: int,
+    warmup: float = 0.1,
+    start: float = 1 / 25,
+    end: float = 1 / 25e4,
+    beta1: tuple[float, float] = (0.85, 0.95),
+) -> tuple[float, float]:
+    """The learning rate of ``step`` in ``[0, total)`` as a fraction of the peak, and Adam's beta1: PyTorch's
+    OneCycleLR policy (cosine; the rate rises from ``start`` until ``warmup * total - 1`` steps, then falls to ``end``;
+    beta1 moves against it), which divides by zero when ``warmup * total`` is exactly 1: then the rate starts there."""
+    peak = warmup * total - 1  # where the rate peaks: a fraction of a step, as in PyTorch
+    rising = step <= peak
+    if rising:
+        low, high, frac = start, 1.0, step / peak if peak > 0 else 0.0
     else:
-        low, high, frac = 1.0, end, (step - rise) / max(1, total - 1 - rise)
-    return high + (low - high) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+        low, high, frac = 1.0, end, (step - peak) / (total - 1 - peak)
+    weight = (1 + math.cos(math.pi * min(frac, 1.0))) / 2  # 1 at the phase's start, 0 at its end
+    momentum = beta1[0] + (beta1[1] - beta1[0]) * (weight if rising else 1 - weight)
+    return high + (low - high) * weight, momentum
+
+
+class OneCycle:
+    """:func:`one_cycle` applied to an Adam-type optimizer (``step()`` after each optimizer step)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int):
+        self.optimizer = optimizer
+        self.total = total
+        self.step_num = 0
+        self.peak = [group["lr"] for group in optimizer.param_groups]
+        self._apply()
+
+    def step(self) -> None:
+        self.step_num += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        fraction, beta1 = one_cycle(min(self.step_num, self.total - 1), self.total)
+        for group, peak in zip(self.optimizer.param_groups, self.peak):
+            group["lr"] = peak * fraction
+            group["betas"] = (beta1, group["betas"][1])
 
 
 class Plateau:
@@ -352,8 +382,10 @@ class SpikeDetector(BaseEstimator):
         steps = max(1, math.ceil(n_epoch / self.batch_size))
         total = steps * self.epochs
         plateau = None if self.patience is None or eval_set is None else Plateau(steps)
-        schedule = partial(one_cycle, total=total) if plateau is None else plateau.factor
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        if plateau is None:
+            scheduler: OneCycle | torch.optim.lr_scheduler.LambdaLR = OneCycle(optimizer, total)
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plateau.factor)
         labels = y[usable]
         n_pos = float((labels >= 0.5).sum())
         pos_weight = self.pos_weight
