@@ -51,6 +51,8 @@ from studio_server import (
     stop_process,
 )
 
+pytest_plugins = ("skip_guard",)  # --allowed-skips FILE: fail on a skip FILE does not allow
+
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
