@@ -56,6 +56,8 @@ from studio_server import (
     stop_process,
 )
 
+pytest_plugins = ("skip_guard",)  # --allowed-skips FILE: fail on a skip FILE does not allow
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests by the fixtures they use; skip browser tests when Chromium is absent."""

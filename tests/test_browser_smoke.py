@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from editor_waits import wait_for_traces
 
 from converters import studio
 
@@ -45,8 +46,7 @@ def test_project_and_task_open_without_console_errors(studio_client, studio_page
     assert page.console_errors == [], f"console errors on the project page ({tmp_path}): {page.console_errors}"
 
     page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task_id}")
-    wait_for(page, page.locator(".htx-timeseries-channel svg"), "the time series plot")
+    wait_for_traces(page, 1)  # the editor reports its errors while it draws
     wait_for(page, page.get_by_text("A1-A2"), "the channel legend")
-    page.wait_for_timeout(1000)  # let the editor finish drawing: its errors come late
     page.screenshot(path=tmp_path / "task.png")
     assert page.console_errors == [], f"console errors on the task page ({tmp_path}): {page.console_errors}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from editor_waits import wait_for_traces
 
 import converters.cli as cli
 from converters.synthetic import PATIENTS, write_bids, write_edf
@@ -92,8 +93,7 @@ def test_imported_tasks_draw_every_channel_by_name(label_studio, studio_client, 
     names = task.data["channels"].split(", ")
     page = studio_page
     page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task.id}")
-    page.locator(".htx-timeseries-channel svg").first.wait_for()
-    page.wait_for_timeout(2000)  # the editor reports its errors late
+    wait_for_traces(page, len(names))  # the editor reports its errors while it draws
     page.screenshot(path=tmp_path / "imported_task.png", full_page=True)
     assert page.locator(".htx-timeseries-channel svg").count() >= len(names)
     body = page.locator("body").inner_text()

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backend_runs import assert_trained_on_every_label
+from editor_waits import wait_for_new_task, wait_for_traces
 from helpers import import_patient, logged_in_page, wait_for_ranking
 from studio_server import REPO_ROOT
 
@@ -26,7 +29,6 @@ from converters.tasks import event_results
 from converters.windows import WindowStore
 
 pytest.importorskip("playwright")
-from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 SEED_PER_CLASS = 6  # labels given through the API before the browser session (the clinician's earlier work)
@@ -72,26 +74,6 @@ def expected_next(client: Any, project_id: int, ranking: dict, window_of: dict[i
         candidates,
         key=lambda t: (solved_in[clusters[t][ranking["version"]]], ranking["windows"][window_of[t]][0]),
     )
-
-
-def shown_task(page: Any, previous: int | None = None) -> int:
-    """The id of the task open in the labeling editor (bottom left), once it differs from ``previous``."""
-    element = page.locator(".lsf-current-task__task-id")
-
-    def current() -> int | None:
-        match = re.match(r"\s*#?(\d+)", element.inner_text()) if element.count() else None
-        return int(match.group(1)) if match else None
-
-    try:
-        page.wait_for_function("() => document.querySelector('.lsf-current-task__task-id')")
-        for _ in range(120):
-            task_id = current()
-            if task_id is not None and task_id != previous:
-                return task_id
-            page.wait_for_timeout(500)
-    except PlaywrightTimeout:
-        pass
-    pytest.fail(f"no new task opened in the editor at {page.url}; console errors: {page.console_errors}")
 
 
 def drawn_regions_x(page: Any) -> list[float]:
@@ -180,7 +162,7 @@ def test_clinician_labels_the_stream_and_the_next_task_follows_the_new_ranking(
 
         # 1. The stream serves the top of the ranking, with the model's regions drawn where it predicted them.
         page.get_by_role("button", name="Label All Tasks").click()
-        first = shown_task(page)
+        first = wait_for_new_task(page)
         assert first == expected_next(studio_client, project_id, ranking, window_of, solved)
         prediction = next(
             p for p in studio_client.tasks.get(first).predictions if p.model_version == ranking["version"]
@@ -201,7 +183,7 @@ def test_clinician_labels_the_stream_and_the_next_task_follows_the_new_ranking(
         assert len(drawn_regions_x(page)) == len(predicted) + 1
         save_screenshot(page, "labeling-editor", tmp_path)
         page.get_by_test_id("bottombar-submit-button").click()
-        second = shown_task(page, previous=first)
+        second = wait_for_new_task(page, previous=first)
         solved.add(first)
         assert second == expected_next(studio_client, project_id, ranking, window_of, solved)  # still training
         (annotation,) = studio_client.tasks.get(first).annotations
@@ -214,12 +196,16 @@ def test_clinician_labels_the_stream_and_the_next_task_follows_the_new_ranking(
         # open keeps its place (Label Studio locks it for the clinician), so label it, and the one after is the
         # new ranking's first.
         ranking = wait_for_ranking(studio_client, backend, project_id, after=ranking["version"])
+        last_submitted_at = time.time()
         page.get_by_test_id("bottombar-submit-button").click()
-        third = shown_task(page, previous=second)
+        third = wait_for_new_task(page, previous=second)
         solved.add(second)
         assert third == expected_next(studio_client, project_id, ranking, window_of, solved)
+        wait_for_traces(page, len(studio_client.tasks.get(third).data["channels"].split(", ")))
         editor_errors = [e for e in page.console_errors if not e.startswith(ABORTED_REQUEST)]
         assert editor_errors == [], f"console errors ({tmp_path}): {editor_errors}"
     finally:
         page.screenshot(path=tmp_path / "last.png")  # where it stopped, for a failure
         page.context.close()
+    # 4. The last annotation is always included: the run after it trained on every label submitted.
+    assert_trained_on_every_label(studio_client, backend, project_id, len(solved), last_submitted_at)

@@ -72,14 +72,35 @@ def test_window_ids_are_stable_and_readable():
     assert ids == ["0123456789ab-000000000-2000", "0123456789ab-000002000-2000", "0123456789ab-003600000-2000"]
 
 
-def test_fingerprint_depends_on_content_not_name(tmp_path):
-    a, b, c = tmp_path / "a.bin", tmp_path / "b.bin", tmp_path / "c.bin"
-    a.write_bytes(b"x" * 5000)
-    b.write_bytes(b"x" * 5000)
+def test_fingerprint_depends_on_name_and_content_not_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a, moved, b, c = tmp_path / "x/a.bin", tmp_path / "y/a.bin", tmp_path / "x/b.bin", tmp_path / "x/c.bin"
+    for path in (a, moved, b):
+        path.write_bytes(b"x" * 5000)
     c.write_bytes(b"x" * 4999 + b"y")
+    assert fingerprint(a) == fingerprint(moved)  # the same recording, moved to another folder
     assert fingerprint(a) != fingerprint(c)
-    assert fingerprint(a) == fingerprint(a)
     assert fingerprint(a) != fingerprint(b)  # the name is part of it: two copies are two recordings
+
+
+def test_fingerprint_of_a_large_file_samples_blocks_across_it(tmp_path):
+    path = tmp_path / "big.bin"  # 4 blocks of 16 bytes, at offsets 0, 328, 656 and 984
+
+    def changed(offset: int) -> bool:
+        content = bytearray(1000)
+        path.write_bytes(content)
+        before = fingerprint(path, n_blocks=4, block_bytes=16)
+        content[offset] = 1
+        path.write_bytes(content)
+        return fingerprint(path, n_blocks=4, block_bytes=16) != before
+
+    assert changed(0) and changed(335) and changed(999)  # the first, a middle and the last block
+    assert not changed(100)  # between blocks: what makes it cheap on a 100 GB file
+    path.write_bytes(bytes(1000))
+    before = fingerprint(path, n_blocks=4, block_bytes=16)
+    path.write_bytes(bytes(1001))  # one more zero: every sampled block is still zeros, the size is not
+    assert fingerprint(path, n_blocks=4, block_bytes=16) != before
 
 
 def test_candidate_pool_covers_the_recording():
