@@ -9,6 +9,9 @@ bash scripts/install.sh
 echo "[test] ruff check ."
 .venv/bin/ruff check .
 
+echo "[test] mypy"
+.venv/bin/mypy
+
 echo "[test] pytest $*"
 rc=0
 .venv/bin/pytest "$@" || rc=$?
