@@ -200,26 +200,27 @@ def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], 
 
     title = args.project or f"Spikes {args.patient}"
     project, created = studio.get_or_create_project(client, title, label_config, description=_description(args))
+    project_id = studio.require_id(project.id, f"project {title!r}")
     total = sum(len(_candidate_rows(s, args)) for s in stores)
     created_ids: list[int] = []
     try:
-        existing = set() if created else studio.existing_window_ids(client, project.id)
+        existing = set() if created else studio.existing_window_ids(client, project_id)
         new_tasks = (t for t in tasks if t["data"]["window_id"] not in existing)
-        created_ids = studio.import_tasks(client, project.id, new_tasks, batch_size=args.batch_size, total=total)
+        created_ids = studio.import_tasks(client, project_id, new_tasks, batch_size=args.batch_size, total=total)
         if args.backend_url:
             studio.connect_ml_backend(
                 client,
-                project.id,
+                project_id,
                 args.backend_url,
                 basic_auth=_backend_auth(),
                 webhook_secret=os.environ.get("WEBHOOK_SECRET") or None,
             )
     except BaseException as err:  # import_tasks undid its own batches; undo the rest
-        undone = studio.undo_import(client, project.id, created_ids, project_created=created)
+        undone = studio.undo_import(client, project_id, created_ids, project_created=created)
         if undone:
             err.add_note(undone)
         raise
-    return ImportSummary(project.id, created, stores, len(created_ids), total - len(created_ids))
+    return ImportSummary(project_id, created, stores, len(created_ids), total - len(created_ids))
 
 
 def _backend_auth() -> tuple[str, str] | None:

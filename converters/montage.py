@@ -69,7 +69,7 @@ def looks_like_seeg(ch_names: list[str], ch_types: list[str]) -> bool:
 
 def bipolar_pairs(ch_names: list[str]) -> list[tuple[int, int]]:
     """Index pairs (i, j) of adjacent contacts ``n`` and ``n + 1`` on the same shaft, in recording order."""
-    index = {}
+    index: dict[Contact, int] = {}
     for i, name in enumerate(ch_names):
         contact = parse_contact(name)
         if contact is not None:

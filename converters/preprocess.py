@@ -211,15 +211,15 @@ def overlap_discard(
     buf: np.ndarray | None = None
     buf_start = done = 0  # absolute input indices: buffer start, inputs whose outputs were emitted
 
-    def emit(end: int) -> np.ndarray:
-        y = fn(buf)
+    def emit(data: np.ndarray, end: int) -> np.ndarray:
+        y = fn(data)
         return y[:, (done - buf_start) * up // down : (end - buf_start) * up // down]
 
     for block in blocks:
         buf = block if buf is None else np.concatenate([buf, block], axis=1)
         end = (buf_start + buf.shape[1] - pad) // down * down
         if end - done >= step:
-            yield emit(end)
+            yield emit(buf, end)
             done = end
             keep = max(buf_start, done - pad)
             buf, buf_start = buf[:, keep - buf_start :], keep
@@ -300,13 +300,12 @@ def _decimated_chunks(
     n_out = recording.n_times // rs.q
     step = max(1, int(params.chunk_seconds * recording.sfreq) // rs.q)
     spans = [(start, min(start + step, n_out)) for start in range(0, n_out, step)]
+    work: Callable[[int, int], np.ndarray] = read
     if rs.q > 1:
         # Output rate's Nyquist: what folds back lands above h_freq_hz (80 dB down past the transition band)
         cutoff = min(0.5 * params.sfreq, 0.5 * recording.sfreq / rs.q)
         taps = anti_alias_taps(rs.q, recording.sfreq, cutoff)
         work = partial(decimate_span, read, recording.n_times, taps)
-    else:
-        work = read
     for block in _in_order(work, spans):
         yield plan.montage.apply(block)
     if nan_counts.any():

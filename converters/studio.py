@@ -25,7 +25,10 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.pagination import SyncPager
+from label_studio_sdk.core.request_options import RequestOptions
 from label_studio_sdk.projects.client_ext import ProjectExt
+from label_studio_sdk.types.all_roles_project_list import AllRolesProjectList
 from tqdm.auto import tqdm
 
 from .labelconfig import config_channels
@@ -42,11 +45,11 @@ SAMPLING = "Uncertainty sampling"
 
 _ID_PAGE_SIZE = 1000  # tasks per page when only id + meta are read (40 bytes a task; ~20 s of server time)
 _DATA_PAGE_SIZE = 100  # tasks per page when the data must be read (each carries a time series)
-_LIST_TIMEOUT_SECONDS = 300.0
+_LIST_TIMEOUT_SECONDS = 300
 _DELETE_CHUNK = 1000
-_IMPORT_TIMEOUT_SECONDS = 600.0  # also for deleting tasks and projects, which can be large
+_IMPORT_TIMEOUT_SECONDS = 600  # also for deleting tasks and projects, which can be large
 _MESSAGE_CHARS = 400
-_NO_RETRY: dict[str, Any] = {"max_retries": 0}
+_NO_RETRY: RequestOptions = {"max_retries": 0}
 
 
 class StudioError(RuntimeError):
@@ -82,6 +85,13 @@ def _server_message(exc: BaseException) -> str:
                 parts.append("; ".join(texts) if field == "non_field_errors" else f"{field}: {'; '.join(texts)}")
     text = " ".join(parts) or str(body.get("detail") or body)
     return _one_line(f"HTTP {exc.status_code}: {text}")
+
+
+def require_id(item_id: int | None, what: str) -> int:
+    """The id the server sent for ``what`` (the SDK types every field optional); a StudioError when missing."""
+    if item_id is None:
+        raise StudioError(f"Label Studio sent {what} without an id")
+    return item_id
 
 
 @contextmanager
@@ -167,11 +177,10 @@ def get_or_create_project(
     An existing project must have the same label config (up to whitespace and attribute order).
     """
     with _api(client, f"listing projects titled {title!r}"):
-        matches = [
-            project
-            for project in client.projects.list(title=title, include="id,title,label_config", page_size=100)
-            if project.title == title
-        ]
+        listed: Iterable[AllRolesProjectList] = client.projects.list(
+            title=title, include="id,title,label_config", page_size=100
+        )
+        matches = [project for project in listed if project.title == title]
     url = _base_url(client)
     if len(matches) > 1:
         ids = ", ".join(str(project.id) for project in matches)
@@ -189,7 +198,7 @@ def get_or_create_project(
             )
         logger.info("Reusing Label Studio project %r (id %s)", title, found.id)
         with _api(client, f"reading project {found.id}"):
-            return client.projects.get(found.id), False
+            return client.projects.get(require_id(found.id, f"project {title!r}")), False
     try:
         created = client.projects.create(
             title=title,
@@ -210,7 +219,7 @@ def get_or_create_project(
         raise StudioError(f"Label Studio at {url}: creating project {title!r} failed: {_server_message(exc)}") from exc
     logger.info("Created Label Studio project %r (id %s)", title, created.id)
     with _api(client, f"reading project {created.id}"):
-        return client.projects.get(created.id), True
+        return client.projects.get(require_id(created.id, f"new project {title!r}")), True
 
 
 def _task_pages(
@@ -220,7 +229,7 @@ def _task_pages(
     page = 1
     while True:
         try:
-            response = client.tasks.list(
+            response: SyncPager[Any, Any] = client.tasks.list(
                 project=project_id,
                 fields="task_only",
                 include=include,
@@ -394,12 +403,12 @@ def _import_batch_or_explain(
 def _import_batch(client: LabelStudio, project_id: int, batch: list[dict[str, Any]]) -> list[int]:
     response = client.projects.import_tasks(
         id=project_id,
-        request=batch,
+        request=batch,  # type: ignore[arg-type]  # the SDK types ImportApiRequest models; it sends dicts as they are
         return_task_ids=True,
         # never retry an import: a retried POST could create the batch twice
         request_options={"max_retries": 0, "timeout_in_seconds": _IMPORT_TIMEOUT_SECONDS},
     )
-    task_ids = list(response.task_ids or [])
+    task_ids = list(response.task_ids or [])  # type: ignore[attr-defined]  # an undeclared field of the SDK's model
     if len(task_ids) != len(batch):
         raise StudioError(
             f"the server returned {len(task_ids)} task ids for {len(batch)} tasks "

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def make_tasks(
     """One task per window (``rows`` of the store's index, all by default)."""
     if events not in EVENT_MODES:
         raise ValueError(f"events must be one of {', '.join(EVENT_MODES)}, got {events!r}")
-    rows = np.arange(len(store)) if rows is None else np.asarray(rows)
+    picked = np.arange(len(store)) if rows is None else np.asarray(rows)
     factor = int(np.ceil(store.n_chans * store.window_samples / max_display_points))
     annotations = store.annotations() if events != "none" else []
     if events != "none":
@@ -97,17 +98,17 @@ def make_tasks(
     meas_date = store.provenance.get("meas_date")
     start_time = datetime.fromisoformat(meas_date) if meas_date else None
     duration = store.window_samples / store.sfreq
-    for row in rows:
+    for row in picked:
         window_id = str(store.ids[row])
         onset = float(store.starts[row] / store.sfreq)
         signal = store.read_windows([window_id], scaled=False)[0]
-        task = {"data": _task_data(store, signal, factor, onset, duration, window_id, start_time)}
+        task: dict[str, Any] = {"data": _task_data(store, signal, factor, onset, duration, window_id, start_time)}
         task["data"] |= {"patient": patient, "recording": recording, "store": store_key}
         task["data"]["title"] = f"{patient} · {recording} · {_clock(onset)} (+{duration:g} s)"
         if events != "none":
             result = event_results(annotations, onset, duration, window_id)
             key = "predictions" if events == "predictions" else "annotations"
-            entry = {"result": result}
+            entry: dict[str, Any] = {"result": result}
             if key == "predictions":
                 entry |= {"model_version": EVENTS_MODEL_VERSION, "score": 1.0}
             task[key] = [entry]

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -101,7 +102,7 @@ def save_windowset(ws: WindowSet, path: str | os.PathLike) -> Path:
     suffix = path.suffix.lower()
     if suffix not in WINDOWSET_SUFFIXES:
         raise ValueError(f"{path}: a window set file must end in {', '.join(WINDOWSET_SUFFIXES)}")
-    arrays = {"X": ws.X, "y": ws.y, "sfreq": np.float64(ws.sfreq)}
+    arrays: dict[str, Any] = {"X": ws.X, "y": ws.y, "sfreq": np.float64(ws.sfreq)}
     if ws.groups is not None:
         arrays["groups"] = ws.groups
     if ws.y_dense is not None:

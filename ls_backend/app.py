@@ -101,7 +101,7 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         return jsonify(model_version=engine.model_version(project))
 
     @app.post("/predict")
-    def predict() -> Response:
+    def predict() -> Response | tuple[Response, int]:
         body = _json_body()
         tasks = body.get("tasks")
         if not isinstance(tasks, list):

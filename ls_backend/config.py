@@ -35,7 +35,7 @@ class Settings:
             raw = environ.get(field.name.upper())
             if raw is None or raw == "":
                 continue
-            kind = type(field.default)
+            kind: type = type(field.default)
             try:
                 values[field.name] = kind(raw)
             except ValueError:

@@ -43,7 +43,7 @@ class RetrainQueue:
     def __init__(
         self,
         model_dir: str | os.PathLike,
-        job: Callable[[str], None],
+        job: Callable[[str], object],
         debounce_seconds: float = 5.0,
         retry_seconds: float = 60.0,
         poll_seconds: float = 0.5,

@@ -118,7 +118,8 @@ def task_label(task: dict, unknown: UnknownNames | None = None) -> TaskLabel | N
         collected.setdefault(name, set()).add(int(task["id"]))
     if unknown is None:
         warn_unknown(collected)
-    if not answered:
+    target = soft_target(choice for _, choice, _ in answered)
+    if target is None:  # no answer
         return None
     share = 1.0 / len(answered)
     lead_times = [float(a.get("lead_time") or 0.0) for a, _, _ in answered]
@@ -127,7 +128,7 @@ def task_label(task: dict, unknown: UnknownNames | None = None) -> TaskLabel | N
         window_id=str(data["window_id"]),
         store=str(data["store"]),
         onset_seconds=float(data.get("onset_seconds", 0.0)),
-        target=soft_target(choice for _, choice, _ in answered),
+        target=target,
         regions=[(start, end, share) for _, _, regions in answered for start, end in regions],
         annotators=[a.get("completed_by") for a, _, _ in answered],
         lead_times=lead_times,

@@ -98,7 +98,7 @@ def learn(
     promoted = serving is None or metrics["candidate_auprc"] >= metrics.get("serving_auprc", -1.0)
     if not promoted:
         logger.info("candidate not better than the serving model (%s): kept the serving model", metrics)
-    return Learned(candidate if promoted else serving, candidate, promoted, metrics)
+    return Learned(serving if serving is not None and not promoted else candidate, candidate, promoted, metrics)
 
 
 def pseudo_label_pool(unlabeled: list, n: int = PSEUDO_POOL, seed: int = 0) -> list:
@@ -238,7 +238,7 @@ class PoolScorer:
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Windows in the space of the pool's ``embeddings``."""
-        if self.model_embeds:
+        if self.model is not None and self.model_embeds:
             return self.model.embed(X)
         return cold_start_arrays(self.detector.features(X), self.detector)["embeddings"]
 

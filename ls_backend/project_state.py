@@ -152,7 +152,7 @@ class ProjectState:
 
     def owns_version(self, version: str | None) -> bool:
         """Whether predictions of ``version`` were made for this project (cold start or one of its models)."""
-        return bool(version) and (version == COLD_START_VERSION or version.startswith(f"p{self.key}-v"))
+        return version is not None and (version == COLD_START_VERSION or version.startswith(f"p{self.key}-v"))
 
     def live_ranking(self) -> dict:
         """The last pushed ranking (``version``, ``previous_version``, ``windows``); {} before the first."""

@@ -141,16 +141,17 @@ def _retrain(
 ) -> RetrainResult:
     with stages("read_windows"):
         labeled = training_set(settings, labels)
-        X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - set(labeled.ids))))
+        known = set() if labeled.ids is None else set(labeled.ids)
+        X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - known)))
     current = registry.load(state.key)
     with stages("training"):
         learned = learn(labeled, current[0] if current else None, PLAN, X_free=X_free)
     serving = registry.current_version(state.key)
     if learned.promoted:
-        registry.promote(state.key, learned.candidate, {"labels_used": len(labels), "metrics": learned.metrics})
-    base = registry.current_version(state.key)
-    if not learned.promoted:  # the same model, new labels: a new ranking of it, under a version of its own
-        base = rerank_version(base, state.live_ranking().get("version"))
+        base = registry.promote(state.key, learned.candidate, {"labels_used": len(labels), "metrics": learned.metrics})
+    else:  # the same model, new labels: a new ranking of it, under a version of its own
+        assert serving is not None  # learn() promotes whenever no model serves
+        base = rerank_version(serving, state.live_ranking().get("version"))
     version = budget.ranking_version(settings, state.key, base, labels)
     try:
         n_ranked = push_ranking(settings, client, state, version, index, labeled, learned.model, strategy, stages)
@@ -214,7 +215,7 @@ def push_ranking(
     if previous.get("version") == version:  # the serving model was kept: its ranking stands (labeled tasks drop out)
         logger.info("project %s: model %s kept, its ranking stays live", project, version)
         return 0
-    known = set() if labeled is None else set(labeled.ids)
+    known = set() if labeled is None or labeled.ids is None else set(labeled.ids)
     parts = priority_parts([t for t in index if t not in known], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
     live = False
@@ -298,12 +299,13 @@ class PoolTasks:
     def add(self, out: dict[str, np.ndarray]) -> None:
         """Pre-annotations of the batch just scored, from the model's outputs."""
         batch, windows = self._pending.pop(0)
+        assert self.model is not None  # batches are pending only with a model
         self.results.extend(model_pre_annotations(self.model, out, windows, batch))
 
 
 def _delete_old_ranking(client: Any, state: ProjectState, old: str | None, kept: set[str | None]) -> None:
     """An old ranking's predictions, once a newer one is live (each run would otherwise add one per task)."""
-    if old not in kept and state.owns_version(old):
+    if old is not None and old not in kept and state.owns_version(old):
         try:
             studio.delete_predictions(client, int(state.key), old)
         except studio.StudioError as err:  # the new ranking is live: only the database keeps more rows

@@ -77,7 +77,8 @@ class StoreCache:
         by_store: dict[str, list[int]] = defaultdict(list)
         for k, ref in enumerate(refs):
             by_store[ref.store].append(k)
-        parts, onsets, ch_names = [np.empty(0)] * len(refs), np.empty(len(refs)), [[]] * len(refs)
+        ch_names: list[list[str]] = [[]] * len(refs)
+        parts, onsets = [np.empty(0)] * len(refs), np.empty(len(refs))
         for key, positions in by_store.items():
             store = self.get(key, task_ids[positions[0]])
             rows = np.array([self.row(refs[k], task_ids[k]) for k in positions], np.int64)

@@ -10,6 +10,9 @@ bash scripts/install.sh
 echo "[test] ruff check ."
 .venv/bin/ruff check .
 
+echo "[test] mypy"
+.venv/bin/mypy
+
 echo "[test] pytest -rs --allowed-skips tests/allowed_skips.txt $*"
 rc=0
 .venv/bin/pytest -rs --allowed-skips tests/allowed_skips.txt "$@" || rc=$?

@@ -145,7 +145,7 @@ def _cell(value: str | None) -> str | None:
 
 
 def _apply_channels(rec: Recording, rows: list[dict[str, str | None]]) -> None:
-    by_name = {row["name"]: row for row in rows if row.get("name")}
+    by_name = {name: row for row in rows if (name := row.get("name"))}
     by_lower = {name.lower(): row for name, row in by_name.items()}
     unmatched = []
     bads = list(rec.bads)
@@ -154,8 +154,8 @@ def _apply_channels(rec: Recording, rows: list[dict[str, str | None]]) -> None:
         if row is None:
             unmatched.append(name)
             continue
-        if row.get("type"):
-            rec.ch_types[i] = BIDS_TYPES.get(row["type"].upper(), "misc")
+        if kind := row.get("type"):
+            rec.ch_types[i] = BIDS_TYPES.get(kind.upper(), "misc")
         if (row.get("status") or "").lower() == "bad" and name not in bads:
             bads.append(name)
     rec.bads = bads

@@ -163,7 +163,7 @@ def extension(path: Path) -> str:
     return Path(name).suffix
 
 
-def find_recordings(path: str | Path) -> list[Path]:
+def find_recordings(path: str | os.PathLike) -> list[Path]:
     """The recordings in ``path``: itself for a file, the ``_ieeg``/``_eeg`` data files of a BIDS
     dataset (under ``sub-*``), or every supported file of a plain folder (recursive; companion files such
     as BrainVision ``.eeg`` left out; ``.mff``/``.mefd``/Neuralynx folders count as one recording)."""

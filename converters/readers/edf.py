@@ -378,11 +378,11 @@ class EdfRecording(Recording):
         if self._direct_fd is not None:  # whole aligned blocks around the records
             skip = offset % ALIGN
             view = self._buffer(skip + count)
-            done = pread_all(self._direct_fd, memoryview(view), offset - skip) - skip
+            done = pread_all(self._direct_fd, view.data, offset - skip) - skip
             data = view[skip : skip + count]
         else:
             data = self._buffer(count)[:count]
-            done = pread_all(self._fd, memoryview(data), offset)
+            done = pread_all(self._fd, data.data, offset)
         if done < count:
             raise RecordingError(f"{self.path}: file ended inside data record {first + max(done, 0) // record_bytes}")
         return data.view(self._dtype).reshape(last - first, self._width)

@@ -206,7 +206,7 @@ def _header(spec: EdfSpec, n_records: int, annot_samples: int) -> bytes:
         _field(signals, 4),
     ])
     annot = ["BDF Annotations" if spec.bdf else "EDF Annotations"] * plus
-    columns: list[tuple[list[object], int]] = [
+    columns: list[tuple[Sequence[object], int]] = [
         ([*spec.labels, *annot], 16),
         ([spec.transducer] * n_data + [""] * plus, 80),
         ([spec.dimension] * n_data + [""] * plus, 8),

@@ -94,7 +94,8 @@ def _poisson_times(seed: int, kind: str, rate_per_minute: float, duration_second
         return []
     rng = np.random.default_rng([seed, EVENT_STREAMS[kind]])
     mean_gap = max(60.0 / rate_per_minute - dead_seconds, 1e-3)
-    times, t = [], 0.0
+    times: list[float] = []
+    t = 0.0
     while True:
         t += dead_seconds + rng.exponential(mean_gap)
         if t >= duration_seconds:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class PatientProfile:
     def focus_channel(self) -> str:
         return f"{self.spread.focus_shaft}{self.spread.focus_contact}"
 
-    def with_(self, **changes: object) -> PatientProfile:
+    def with_(self, **changes: Any) -> PatientProfile:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
@@ -137,7 +138,7 @@ PATIENTS: dict[str, PatientProfile] = {
     "A": PatientProfile(
         name="A",
         sfreq=2048.0,
-        shafts={"A": 8, "B'": 6, "C": 10},
+        shafts=(("A", 8), ("B'", 6), ("C", 10)),
         morphology="spike",
         spike_amplitude_uv=180.0,
         spike_rate_per_minute=6.0,
@@ -153,7 +154,7 @@ PATIENTS: dict[str, PatientProfile] = {
     "B": PatientProfile(
         name="B",
         sfreq=1024.0,
-        shafts={"H": 8, "T": 6},
+        shafts=(("H", 8), ("T", 6)),
         morphology="sharp_wave",
         spike_amplitude_uv=130.0,
         spike_rate_per_minute=2.0,
@@ -173,7 +174,7 @@ PATIENTS: dict[str, PatientProfile] = {
     "C": PatientProfile(
         name="C",
         sfreq=4096.0,
-        shafts={"Am'": 5, "Hp'": 5},
+        shafts=(("Am'", 5), ("Hp'", 5)),
         morphology="spike_wave",
         spike_amplitude_uv=300.0,
         spike_rate_per_minute=12.0,
@@ -190,7 +191,7 @@ PATIENTS: dict[str, PatientProfile] = {
     "D": PatientProfile(
         name="D",
         sfreq=2000.0,
-        shafts={"X": 12, "Y'": 8},
+        shafts=(("X", 12), ("Y'", 8)),
         morphology="polyspike",
         spike_amplitude_uv=220.0,
         spike_rate_per_minute=4.0,

@@ -119,7 +119,7 @@ class _LowRate:
         self.line_gain = (profile.line_noise_uv * rng.uniform(0.5, 1.5, self.n_chans)).astype(np.float32)
         self.line_phase = float(rng.uniform(0, 2 * np.pi))
         self._init_state()
-        self.buf = np.zeros((self.n_chans, 0), np.float32)
+        self.buf: np.ndarray = np.zeros((self.n_chans, 0), np.float32)
         self.buf_start = -1  # j of buf[:, 0]
         self.next_block = 0
 

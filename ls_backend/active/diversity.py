@@ -142,7 +142,7 @@ class DuplicateFilter:
                 continue
             taken.append(i)
             taken_set.add(i)
-            if self.min_dist is not None:
+            if self.min_dist is not None and self.x is not None:  # x is None only without min_dist
                 self.min_dist = np.minimum(self.min_dist, _distance_to(self.x, self.x[i]))
         self.accepted += taken
         return taken

@@ -83,13 +83,14 @@ class PoolView:
     @property
     def n(self) -> int:
         """Number of unlabeled windows in the pool."""
-        return int(self.n_windows)
+        return int(self.n_windows or 0)  # never None: __post_init__ sets it
 
-    def require(self, strategy: str, *names: str) -> None:
-        """Raise a ValueError naming ``strategy`` and the first missing field among ``names``."""
-        for name in names:
-            if getattr(self, name) is None:
-                raise ValueError(f"{strategy} needs PoolView.{name} {_shape_of(name)}, which is missing")
+    def require(self, strategy: str, name: str) -> np.ndarray:
+        """The field ``name``; a ValueError naming ``strategy`` and the field when it is missing."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"{strategy} needs PoolView.{name} {_shape_of(name)}, which is missing")
+        return value
 
     def mean_proba(self) -> np.ndarray | None:
         """Spike probability: ``proba``, else the mean of the MC draws, else of the committee; None without a model."""

@@ -152,8 +152,7 @@ class BALD(_UtilityStrategy):
     name = "bald"
 
     def utility(self, pool: PoolView) -> np.ndarray:
-        pool.require(self.name, "mc_proba")
-        return mutual_information(pool.mc_proba)
+        return mutual_information(pool.require(self.name, "mc_proba"))
 
 
 class QueryByCommittee(_UtilityStrategy):
@@ -191,8 +190,8 @@ class KCenter(Strategy):
     name = "kcenter"
 
     def _rank(self, pool: PoolView, batch_size: int, rng: np.random.Generator) -> Ranking:
-        pool.require(self.name, "embeddings")
-        picks, min_dist, owner = k_center_greedy(pool.embeddings, batch_size, pool.labeled_embeddings)
+        emb = pool.require(self.name, "embeddings")
+        picks, min_dist, owner = k_center_greedy(emb, batch_size, pool.labeled_embeddings)
         rest = np.setdiff1d(np.arange(pool.n), picks)
         order = np.concatenate([picks, rest[descending(min_dist[rest], rng)]])
         return Ranking.from_order(order, self.name, batch_size, _compact(owner))
@@ -299,8 +298,9 @@ class Mixed(Strategy):
         return by_group[top[by_group]]
 
     def _uncertainty(self, pool: PoolView) -> np.ndarray:
-        if self.uncertainty == "bald" and pool.draws() is not None:
-            return mutual_information(pool.draws())
+        draws = pool.draws()
+        if self.uncertainty == "bald" and draws is not None:
+            return mutual_information(draws)
         return _uncertainty_or_one(pool)
 
     def _positive_likelihood(self, pool: PoolView) -> np.ndarray | None:
@@ -328,8 +328,7 @@ class RankedBatch(Strategy):
     name = "ranked_batch"
 
     def _rank(self, pool: PoolView, batch_size: int, rng: np.random.Generator) -> Ranking:
-        pool.require(self.name, "embeddings")
-        emb, uncertainty = pool.embeddings, _uncertainty_or_one(pool)
+        emb, uncertainty = pool.require(self.name, "embeddings"), _uncertainty_or_one(pool)
         n_labeled = 0 if pool.labeled_embeddings is None else len(pool.labeled_embeddings)
         alpha = pool.n / (pool.n + n_labeled)
         scale = max(duplicate_radius(emb, 0.5, rng), 1e-12)
@@ -405,13 +404,14 @@ class TransferAware(Strategy):
 
     def drift_from_cohort(self, pool: PoolView, rng: RngLike = None) -> np.ndarray:
         """Drift of every pool window from the cohort, in [0, 1] (median about 0.5 when there is none)."""
-        pool.require(self.name, "embeddings", "reference_embeddings")
+        emb = pool.require(self.name, "embeddings")
+        reference = pool.require(self.name, "reference_embeddings")
         if self.drift not in self.DRIFTS:
             raise ValueError(f"{self.name}: drift must be one of {self.DRIFTS}, got {self.drift!r}")
         rng = np.random.default_rng(rng)
         if self.drift == "classifier":
-            return domain_drift(pool.embeddings, pool.reference_embeddings, self.max_reference, rng)
-        return embedding_drift(pool.embeddings, pool.reference_embeddings, self.n_neighbors, self.max_reference, rng)
+            return domain_drift(emb, reference, self.max_reference, rng)
+        return embedding_drift(emb, reference, self.n_neighbors, self.max_reference, rng)
 
     def trusted_uncertainty(self, uncertainty: np.ndarray, drift: np.ndarray) -> np.ndarray:
         """Uncertainty raised where the window drifts beyond the cohort's own spread (probabilistic OR)."""
@@ -425,8 +425,9 @@ class TransferAware(Strategy):
         logger.info("transfer: median drift from the cohort %.2f (0.5: like the cohort), %.0f%% of windows above 0.9",
                     np.median(drift), 100 * np.mean(drift > 0.9))
         order = descending(utility, rng)
-        radius = duplicate_radius(pool.embeddings, self.duplicate_quantile, rng)
-        batch = DuplicateFilter(pool.embeddings, radius, known=pool.labeled_embeddings).take(order, batch_size)
+        emb = pool.require(self.name, "embeddings")
+        radius = duplicate_radius(emb, self.duplicate_quantile, rng)
+        batch = DuplicateFilter(emb, radius, known=pool.labeled_embeddings).take(order, batch_size)
         order = np.concatenate([batch, order[~np.isin(order, batch)]]).astype(np.int64)
         return Ranking.from_order(order, self.name, batch_size)
 
@@ -448,7 +449,7 @@ class _Groups:
         if pool.embeddings is None:
             return cls(np.zeros(pool.n, np.int64), np.ones(pool.n), np.zeros(1, np.int64))
         labels, centres = kmeans(pool.embeddings, n_clusters, rng)
-        counts = np.zeros(len(centres), np.int64)
+        counts: np.ndarray = np.zeros(len(centres), np.int64)
         if pool.labeled_embeddings is not None and len(pool.labeled_embeddings):
             counts = np.bincount(nearest(pool.labeled_embeddings, centres)[0], minlength=len(centres))
         return cls(labels, typicality(pool.embeddings, rng, n_neighbors, groups=labels), counts)
@@ -464,9 +465,7 @@ class _Groups:
 
 def _model_proba(pool: PoolView, strategy: str) -> np.ndarray:
     proba = pool.mean_proba()
-    if proba is None:
-        pool.require(strategy, "proba")
-    return proba
+    return pool.require(strategy, "proba") if proba is None else proba
 
 
 def _uncertainty_or_one(pool: PoolView) -> np.ndarray:

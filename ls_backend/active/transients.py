@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -122,7 +122,7 @@ def _moving_sum(x: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([c[..., width - 1 : width], c[..., width:] - c[..., :-width]], axis=-1)
 
 
-def detector_scores(store: WindowStore, batch_size: int = 256, progress: bool = False, **params: float) -> np.ndarray:
+def detector_scores(store: WindowStore, batch_size: int = 256, progress: bool = False, **params: Any) -> np.ndarray:
     """Detector score of every window of a :class:`converters.windows.WindowStore`, in ``store.ids`` order.
 
     Reads the store ``batch_size`` windows at a time; ``params`` go to :class:`TransientDetector` (``sfreq`` defaults

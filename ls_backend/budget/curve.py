@@ -121,10 +121,10 @@ def _loo_range(n: np.ndarray, y: np.ndarray, target: float, now: float, per_wind
 
 
 def _advice(
-    curve: LearningCurve, latest: float, target: float, needed: float, flat: bool, gain: float, spent: float
+    curve: LearningCurve, latest: float | None, target: float, needed: float, flat: bool, gain: float, spent: float
 ) -> str:
     rough = f" (rough: from {curve.n_points} retrainings)" if curve.n_points < 2 * MIN_POINTS_RANGE else ""
-    if latest >= target:
+    if latest is not None and latest >= target:
         return f"Target quality {target:.2f} reached ({latest:.2f}): you can stop."
     if flat:
         return (

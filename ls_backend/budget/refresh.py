@@ -47,7 +47,7 @@ def after_retraining(settings: Settings, client: Any, project: object, labels: l
         logger.exception("project %s: refreshing the budget report failed", project)
 
 
-def publish_failure(settings: Settings, client: Any, project: object, line: str | None) -> None:
+def publish_failure(settings: Settings, client: Any, project: int | str, line: str | None) -> None:
     """Show (or, with None, remove) the failed-retraining notice in the project's description; best effort, since
     the failure may be that Label Studio cannot be reached."""
     try:

@@ -83,10 +83,11 @@ def _project_verdict(status: BudgetStatus, assessment: Assessment) -> str:
             f"Budget spent ({status.spent} of {status.budget} labels): stop labeling this patient; the backend no "
             f"longer asks for labels. {what_labels_bought(status, assessment)}"
         )
-    needed = assessment.labels_to_target
-    if status.remaining is None or needed is None or needed <= status.remaining or assessment.target_reached:
+    needed, curve = assessment.labels_to_target, assessment.curve
+    if (status.budget is None or status.remaining is None or needed is None or curve is None
+            or needed <= status.remaining or assessment.target_reached):
         return assessment.advice
-    at_budget = assessment.curve.score(status.budget * status.labeled_windows / status.spent)
+    at_budget = curve.score(status.budget * status.labeled_windows / status.spent)
     return (
         f"{assessment.advice} The budget has {status.remaining} labels left: at {status.budget} labels the curve "
         f"predicts quality {at_budget:.2f}; raise the budget to reach {status.target_score:.2f}."

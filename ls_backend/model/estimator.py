@@ -149,6 +149,9 @@ class SpikeDetector(BaseEstimator):
     :mod:`ls_backend.model.streams`). ``sfreq`` converts samples to seconds.
     """
 
+    module_: ResNet1d  # set by fit or load
+    _fused: tuple[ResNet1d, ResNet1d | PackedResNet1d] | None  # module_ and its inference form
+
     def __init__(
         self,
         width: int = 16,
@@ -412,7 +415,7 @@ class SpikeDetector(BaseEstimator):
                     window, torch.from_numpy(y[idx]), self.focal_gamma, pos_weight, torch.from_numpy(weight[idx])
                 )
                 loss = loss_w.sum() / max(float(weight[idx].sum()), 1e-6)
-                if dense is not None and self.dense_weight > 0:
+                if dense is not None and has_dense is not None and self.dense_weight > 0:
                     sel = has_dense[idx]
                     if sel.any():
                         sel_t = torch.from_numpy(sel)
@@ -436,10 +439,11 @@ class SpikeDetector(BaseEstimator):
                     best_score, best_state, best_epoch = score, copy.deepcopy(module.state_dict()), epoch
             self.history_.append(record)
             logger.debug("epoch %d: %s", epoch + 1, record)
-            if plateau is not None and epoch - best_epoch >= self.patience:
+            if plateau is not None and self.patience is not None and epoch - best_epoch >= self.patience:
                 if not plateau.drop():
                     break
-                module.load_state_dict(best_state)  # go on from the best weights at a tenth of the rate
+                if best_state is not None:
+                    module.load_state_dict(best_state)  # go on from the best weights at a tenth of the rate
                 best_epoch = epoch
         for p in module.parameters():
             p.requires_grad_(True)
@@ -495,7 +499,7 @@ class SpikeDetector(BaseEstimator):
                 features, emb = module.forward_features(xb.unsqueeze(1))
                 d = module.forward_head(features)[:, 0].float()
                 seq_logit[first : first + len(xb)] = smooth_max(d, self.sharpness).numpy()
-                if want_embedding:
+                if embeddings is not None:
                     embeddings[first : first + len(xb)] = emb.float().numpy()
                 return d.numpy()
 
@@ -505,7 +509,7 @@ class SpikeDetector(BaseEstimator):
             with num_threads(self.n_threads if streams == 1 else None):
                 for k, d in enumerate(map_in_streams(forward, range(0, N, batch), streams)):
                     first = k * batch
-                    if want_dense:
+                    if dense_logit is not None:
                         # channels of one window are contiguous (row-major order): reduce each run
                         w = win_idx[first : first + batch]
                         starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
@@ -525,17 +529,17 @@ class SpikeDetector(BaseEstimator):
             window_logit = ((lse - np.log(n_present)) / self.sharpness).astype(np.float32)
         offset = np.float32(getattr(self, "logit_offset_", 0.0))
         out = {"window": window_logit + offset, "channel": chan_logit + offset, "present": present}
-        if want_dense:
+        if dense_logit is not None:
             out["dense"] = dense_logit + offset
-        if want_embedding:
+        if embeddings is not None:
             # the embedding of the channel that drove each window's decision
             driver = np.where(present, chan_logit, -np.inf).argmax(axis=1)
             row = {(wi, ci): k for k, (wi, ci) in enumerate(zip(win_idx, chan_idx))}
             emb = np.zeros((n, module.embedding_dim), np.float32)
             for i in range(n):
-                k = row.get((i, int(driver[i])))
-                if k is not None:
-                    emb[i] = embeddings[k]
+                position = row.get((i, int(driver[i])))
+                if position is not None:
+                    emb[i] = embeddings[position]
             out["embedding"] = emb
         return out
 

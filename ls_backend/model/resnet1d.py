@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -65,10 +66,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         pad = dilation * (kernel_size - 1) // 2
         self.conv1 = nn.Conv1d(width, width, kernel_size, padding=pad, dilation=dilation, bias=False)
-        self.bn1 = nn.BatchNorm1d(width)
+        self.bn1: nn.Module = nn.BatchNorm1d(width)  # Identity once folded (fuse_batchnorm)
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv1d(width, width, kernel_size, padding=pad, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm1d(width)
+        self.bn2: nn.Module = nn.BatchNorm1d(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: a channels-last ``[B, width, 1, T]`` feature map (see :func:`conv_nhwc`)."""
@@ -117,10 +118,17 @@ class ResNet1d(nn.Module):
     def embedding_dim(self) -> int:
         return self.width
 
+    @property
+    def stem_conv(self) -> nn.Conv1d:
+        return cast(nn.Conv1d, self.stem[0])  # nn.Sequential types its items as Module
+
+    @property
+    def residual_blocks(self) -> Iterable[ResidualBlock]:
+        return cast("Iterable[ResidualBlock]", self.blocks)  # nn.ModuleList types its items as Module
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feature map ``[B, width, n_times]`` and its time-averaged embedding ``[B, width]``."""
-        stem_conv, stem_bn = self.stem[0], self.stem[1]
-        x = batch_norm(conv_nhwc(to_nhwc(x), stem_conv), stem_bn).relu_()
+        x = batch_norm(conv_nhwc(to_nhwc(x), self.stem_conv), self.stem[1]).relu_()
         x = x.contiguous(memory_format=torch.channels_last)  # from one input channel it may come out NCHW
         for block in self.blocks:
             x = block(x)
@@ -166,16 +174,21 @@ def fuse_batchnorm(module: ResNet1d) -> ResNet1d:
     """An eval-mode copy of ``module`` with every BatchNorm folded into the convolution before it (inference only;
     dropout modules are kept, so MC dropout still works)."""
     fused = copy.deepcopy(module).eval()
-    fused.stem[0] = fuse_conv_bn_eval(fused.stem[0], fused.stem[1])
+    fused.stem[0] = _fold(fused.stem_conv, fused.stem[1])
     fused.stem[1] = nn.Identity()
-    for block in fused.blocks:
-        block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
+    for block in fused.residual_blocks:
+        block.conv1 = _fold(block.conv1, block.bn1)
         block.bn1 = nn.Identity()
-        block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
+        block.conv2 = _fold(block.conv2, block.bn2)
         block.bn2 = nn.Identity()
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused
+
+
+def _fold(conv: nn.Conv1d, bn: nn.Module) -> nn.Conv1d:
+    """``conv`` with the ``BatchNorm1d`` after it folded in (typed Module: it is Identity once folded)."""
+    return fuse_conv_bn_eval(conv, cast(nn.BatchNorm1d, bn))
 
 
 def fused_kernels_available() -> bool:
@@ -243,12 +256,12 @@ class PackedResNet1d(nn.Module):
     def __init__(self, network: ResNet1d):
         super().__init__()
         self.network = network
-        self.packed_stem = PackedConv(network.stem[0])
-        self.packed_blocks = [(PackedConv(b.conv1), PackedConv(b.conv2)) for b in network.blocks]
+        self.packed_stem = PackedConv(network.stem_conv)
+        self.packed_blocks = [(PackedConv(b.conv1), PackedConv(b.conv2)) for b in network.residual_blocks]
         # the 1 x 1 head as one matrix product over the channels-last map: oneDNN's 1 x 1 convolution with a
         # single output channel took 2-4x longer
         self.head_weight = network.head.weight.detach()[:, :, 0].t().contiguous()
-        self.head_bias = network.head.bias.detach().clone()
+        self.head_bias = cast(torch.Tensor, network.head.bias).detach().clone()  # the head has a bias
 
     @property
     def width(self) -> int:
@@ -272,7 +285,7 @@ class PackedResNet1d(nn.Module):
         if not self._takes(x):
             return self.network.forward_features(x)
         x = self.packed_stem(to_nhwc(x)).contiguous(memory_format=torch.channels_last)
-        for block, (conv1, conv2) in zip(self.network.blocks, self.packed_blocks):
+        for block, (conv1, conv2) in zip(self.network.residual_blocks, self.packed_blocks):
             x = conv2(block.drop(conv1(x)), residual=x)
         x = x.squeeze(2)
         return x, x.mean(dim=-1)

@@ -233,8 +233,7 @@ def warm_start(
         return WarmStartResult(cohort, "cohort")
     params = dict(fine_tune or {}) | ({} if freeze_blocks is None else {"freeze_blocks": freeze_blocks})
     warm = cohort.clone(**params).fit(X, y, dense_targets=dense, init_from=cohort)
-    can_compare = X_val is not None and y_val is not None and np.any(np.asarray(y_val) >= 0.5)
-    if not (compare_cold and can_compare):
+    if not compare_cold or X_val is None or y_val is None or not np.any(np.asarray(y_val) >= 0.5):
         return WarmStartResult(warm, "warm")
     cold = cohort.clone(**({"freeze_blocks": 0} | dict(cold_params or {}))).fit(X, y, dense_targets=dense)
     scores = {"warm": auprc(y_val, warm.predict_proba(X_val)), "cold": auprc(y_val, cold.predict_proba(X_val))}
