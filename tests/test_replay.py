@@ -146,3 +146,25 @@ def test_windowset_from_bids_recordings_labels_windows_from_events_tsv(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no recording found"):
         windowset_from_recordings([tmp_path / "empty"])
+
+
+def test_strategies_are_compared_seed_by_seed():
+    from benchmarks import replay_compare
+
+    def curve(level):
+        return [{"labels": 20, "auprc": level}, {"labels": 40, "auprc": level}]
+
+    result = {
+        "curves": {"random": {str(s): curve(0.5 + 0.01 * s) for s in range(4)},
+                   "mixed": {str(s): curve(0.6 + 0.01 * s + 0.001 * (s % 2)) for s in range(4)}},  # fmt: skip
+        "full_supervised": {"mean": {"auprc": 0.8}},
+        "settings": {"budget": 40},
+        "summary": {name: {"auprc": {"labels_to_95": {"n_reached": 0}, "final": {"mean": 0.5}}}
+                    for name in ("random", "mixed")},  # fmt: skip
+    }
+    out = replay_compare.compare({"D": result})["D"]
+    pair = out["pairs"]["mixed - random"]
+    assert pair["mean"] == pytest.approx(0.1005) and pair["ahead"] == 4 and pair["seeds"] == 4
+    assert 0 < pair["low"] < 0.1005 < pair["high"]  # ahead on every seed by about 0.1: beyond the seed noise
+    assert out["strategies"]["mixed"]["aulc_relative_mean"] == pytest.approx((0.615 + 0.0005) / 0.8)
+    assert "| D | mixed - random | +0.100 | [+0.100, +0.101] | 4/4 |" in replay_compare.table({"D": out})

@@ -1,0 +1,106 @@
+"""Which strategy serves: replay results of several target patients side by side, strategies compared seed by seed.
+
+    python -m benchmarks.replay_compare benchmarks/results/replay_{A,B,C,D}.json \
+        --out benchmarks/results/strategies.json
+
+For every patient (one ``benchmarks.replay`` result file each) and strategy: the area under the learning curve
+relative to the converged fully supervised reference (mean ± SD over the seeds), the seeds reaching 95 % of it, and
+the final AUPRC. Then, for every pair of strategies, the paired difference of the area under the curve over the
+same seeds (the same data split and first labels): its mean, a 95 % interval (t distribution), and on how many
+seeds the first one is ahead. A difference whose interval excludes 0 is beyond the seed noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from benchmarks.replay import area_under_curve
+
+METRIC = "auprc"
+
+
+def per_seed_aulc(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{strategy: {seed: AULC}}`` from a replay result file's curves."""
+    return {
+        name: {seed: area_under_curve(curve, METRIC) for seed, curve in by_seed.items()}
+        for name, by_seed in result["curves"].items()
+    }
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    """Mean AULC difference ``a - b`` over their common seeds, its 95 % interval, and the seeds ``a`` is ahead on."""
+    seeds = sorted(set(a) & set(b))
+    diff = np.array([a[s] - b[s] for s in seeds])
+    half = np.nan
+    if len(diff) > 1:
+        half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+    return {
+        "mean": float(diff.mean()),
+        "low": float(diff.mean() - half),
+        "high": float(diff.mean() + half),
+        "ahead": int((diff > 0).sum()),
+        "seeds": len(diff),
+    }
+
+
+def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per patient: each strategy's summary and every pair's paired difference."""
+    out: dict[str, Any] = {}
+    for patient, result in results.items():
+        aulc = per_seed_aulc(result)
+        reference = result["full_supervised"]["mean"][METRIC]
+        strategies = {
+            name: {
+                "aulc_relative_mean": float(np.mean(list(values.values())) / reference),
+                "aulc_relative_sd": float(np.std(list(values.values())) / reference),
+                "reached_95": result["summary"][name][METRIC]["labels_to_95"]["n_reached"],
+                "seeds": len(values),
+                "final_auprc": result["summary"][name][METRIC]["final"]["mean"],
+            }
+            for name, values in aulc.items()
+        }
+        pairs = {f"{a} - {b}": paired(aulc[a], aulc[b]) for a, b in itertools.combinations(sorted(aulc), 2)}
+        out[patient] = {"reference_auprc": reference, "budget": result["settings"]["budget"],
+                        "strategies": strategies, "pairs": pairs}  # fmt: skip
+    return out
+
+
+def table(comparison: dict[str, Any]) -> str:
+    lines = ["| patient | strategy | AULC / reference | seeds at 95 % | final AUPRC |", "|---|---|---:|---:|---:|"]
+    for patient, entry in comparison.items():
+        for name, s in entry["strategies"].items():
+            lines.append(f"| {patient} | {name} | {s['aulc_relative_mean']:.3f} ± {s['aulc_relative_sd']:.3f} | "
+                         f"{s['reached_95']}/{s['seeds']} | {s['final_auprc']:.3f} |")  # fmt: skip
+    lines += ["", "| patient | pair (AULC a - b) | mean | 95 % interval | a ahead |", "|---|---|---:|---|---:|"]
+    for patient, entry in comparison.items():
+        for pair, p in entry["pairs"].items():
+            lines.append(f"| {patient} | {pair} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | "
+                         f"{p['ahead']}/{p['seeds']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replay_compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="+", help="benchmarks.replay result files, one per target")
+    parser.add_argument("--out", type=Path, help="JSON of the comparison")
+    args = parser.parse_args(argv)
+    results = {}
+    for path in args.results:
+        result = json.loads(path.read_text())
+        results[result["data"]["target"]] = result
+    comparison = compare(results)
+    print(table(comparison))
+    if args.out:
+        args.out.write_text(json.dumps(comparison, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
