@@ -2,8 +2,10 @@
 
 One code path for the webhook-triggered worker and for a command line run. Order matters for consistency: the
 new model is promoted only after its checkpoint is on disk, and the project's ``model_version`` switches to it
-only after every prediction of the new ranking was written, so a crash at any point leaves the previous model
-and ranking serving, and the next trigger simply runs again.
+only after the first part of the new ranking was written. An error at any point leaves the previous model and
+ranking serving (a promoted model whose ranking never went live is demoted again, its partial predictions
+deleted), and the next trigger simply runs again. A process killed between the promotion and the switch leaves the
+new model serving /predict beside the previous ranking until the next run, which the kept marker triggers.
 """
 
 from __future__ import annotations
