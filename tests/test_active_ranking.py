@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from converters.windows import StoreWriter, WindowParams, WindowStore, window_ids, window_starts
-from ls_backend.active.ranking import ranking_predictions, score_pool
-from ls_backend.active.strategies import Ranking, make_strategy
-from ls_backend.active.transients import TransientDetector
+from ls_backend.active.ranking import ranking_predictions
+from ls_backend.active.strategies import Ranking
+from ls_backend.loop import Labeled, PoolScorer, rank
 
 SFREQ = 256.0
 
@@ -63,36 +63,19 @@ def write_store(path, n_windows=40, n_chans=4, spikes=(3, 17, 29)):
     return path
 
 
-def test_score_pool_streams_the_store_and_keeps_only_small_arrays(tmp_path):
-    detector = TransientDetector(sfreq=SFREQ)
-    seen = []
-
-    def featurize(windows):
-        seen.append(len(windows))
-        return {"embeddings": windows.std(axis=2), "detector_features": detector.features(windows)}
-
+def test_a_store_streamed_in_batches_is_ranked_from_its_small_arrays(tmp_path):
     with WindowStore(write_store(tmp_path / "rec.h5")) as store:
-        pool = score_pool(store.iter_batches(batch_size=8), featurize, total=5)
-        assert pool.ids == list(store.ids)
-    assert max(seen) == 8 and sum(seen) == 40
-    assert pool.arrays["embeddings"].shape == (40, 4)
-    pool.arrays["detector_score"] = detector.score_features(pool.arrays.pop("detector_features"))
-    assert set(np.argsort(-pool.arrays["detector_score"])[:3]) == {3, 17, 29}
+        X = store.read_windows(list(store.ids))
+    scorer = PoolScorer(None, SFREQ)
+    for first in range(0, 40, 8):
+        assert scorer.add(X[first : first + 8]) is None  # no model: no outputs to pre-annotate
+    view = scorer.view()
+    assert set(np.argsort(-view.detector_score)[:3]) == {3, 17, 29} and view.embeddings.shape == (40, 4 * 2)
 
-    labeled = {pool.ids[3]: 1.0, pool.ids[0]: 0.0}
-    ids, view = pool.view(labeled=labeled)
-    assert len(ids) == 38 and pool.ids[3] not in ids
-    assert view.labeled_embeddings.shape == (2, 4) and list(view.labeled_y) == [0.0, 1.0]
-    ranking = make_strategy("cold_start").rank(view, batch_size=4, rng=0)
-    assert {ids[i] for i in ranking.batch} >= {pool.ids[17], pool.ids[29]}
+    free = np.setdiff1d(np.arange(40), [0, 3])  # window 3 (a spike) and 0 are labeled
+    labeled = Labeled(X[[0, 3]], np.array([0.0, 1.0], np.float32), sfreq=SFREQ)
+    batches = (X[free][first : first + 8] for first in range(0, len(free), 8))
+    ranking = rank(None, batches, labeled, "cold_start", 4, 0, SFREQ)
+    assert {int(free[i]) for i in ranking.batch} >= {17, 29}
     predictions = ranking_predictions(list(range(100, 138)), ranking, "cold+detector")
     assert len(predictions) == 38 and min(p["score"] for p in predictions) == 0.0
-
-
-def test_score_pool_rejects_inconsistent_featurizers():
-    batches = [(["a", "b"], np.zeros((2, 1, 8))), (["c"], np.zeros((1, 1, 8)))]
-    with pytest.raises(ValueError, match="has 1 rows for a batch of 2 windows"):
-        score_pool(batches, lambda w: {"proba": np.zeros(1)})
-    calls = iter([{"proba": np.zeros(2)}, {"other": np.zeros(1)}])
-    with pytest.raises(ValueError, match="featurize returned"):
-        score_pool(batches, lambda w: next(calls))

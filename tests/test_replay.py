@@ -12,8 +12,8 @@ from benchmarks import replay as bench
 from converters.windowset import WindowSet, save_windowset
 from ls_backend.active.inputs import PoolView
 from ls_backend.active.measures import mutual_information
-from ls_backend.active.ranking import model_features
 from ls_backend.active.strategies import BALD
+from ls_backend.loop import PoolScorer
 from ls_backend.model import SpikeDetector
 
 
@@ -35,9 +35,11 @@ def test_mc_draws_give_each_pass_and_feed_bald():
     mean, std = det.mc_dropout(X, n_samples=5, seed=3)  # the old API still works
     np.testing.assert_allclose(mean, draws.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(std, draws.std(axis=0), rtol=1e-6)
-    features = model_features(det, X, n_draws=5, seed=3)
-    np.testing.assert_array_equal(features["mc_proba"], draws.T)
-    utility = BALD().utility(PoolView(mc_proba=features["mc_proba"]))
+    scorer = PoolScorer(det, 256.0, n_draws=5, seed=2)  # the first batch draws with seed 2 + 1
+    scorer.add(X)
+    view = scorer.view()
+    np.testing.assert_array_equal(view.mc_proba, draws.T)
+    utility = BALD().utility(PoolView(mc_proba=view.mc_proba))
     np.testing.assert_allclose(utility, mutual_information(draws.T))
     differ = np.ptp(draws, axis=0) > 1e-3
     assert differ.any() and np.all(utility[differ] > 0)  # zero only where every pass agrees

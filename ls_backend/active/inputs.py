@@ -2,7 +2,7 @@
 
 Every field is optional; each strategy asks for the fields it needs (:meth:`PoolView.require`) and says which one is
 missing. Windows themselves never enter a pool view: they stay in the window store (see
-:func:`ls_backend.active.ranking.score_pool`).
+:class:`ls_backend.loop.PoolScorer`).
 """
 
 from __future__ import annotations

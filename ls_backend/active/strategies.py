@@ -147,7 +147,7 @@ class Margin(_UtilityStrategy):
 class BALD(_UtilityStrategy):
     """Highest mutual information between prediction and weights first: entropy of the mean minus the mean entropy
     of the MC-dropout draws ``mc_proba`` [n, S] (:meth:`SpikeDetector.mc_draws`, transposed; see
-    :func:`~ls_backend.active.ranking.model_features`)."""
+    :class:`~ls_backend.loop.PoolScorer`)."""
 
     name = "bald"
 
