@@ -16,7 +16,7 @@ is what clinicians get.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 NEEDS_DRAWS = frozenset({"bald", "qbc"})
 MODEL_FREE = frozenset({"random", "kcenter", "kmeans", "mixed", "ranked_batch", "cold_start"})  # rank before a model
+SCORING_BATCH = 256  # windows per forward pass over the pool, in the retraining and the replay alike
 PSEUDO_POOL = 500  # unlabeled windows offered to pseudo-labelling each round (confident ones join, weight 0.3)
 
 
@@ -58,6 +59,10 @@ class Labeled:
             return None if a is None else a[mask]
 
         return Labeled(self.X[mask], self.y[mask], pick(self.dense), self.sfreq, pick(self.ids))
+
+    def id_set(self) -> set:
+        """The ``ids`` as a set (empty without ids)."""
+        return set() if self.ids is None else set(self.ids.tolist())
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,11 @@ def rank(
     return make_strategy(name).rank(view, batch_size=batch_size, rng=rng)
 
 
+def in_batches(X: np.ndarray, size: int = SCORING_BATCH) -> Iterator[np.ndarray]:
+    """Consecutive slices of ``size`` windows."""
+    return (X[first : first + size] for first in range(0, len(X), size))
+
+
 def learn_and_rank(
     labeled: Labeled,
     pool_X: np.ndarray,
@@ -279,12 +289,10 @@ def learn_and_rank(
     X_free: np.ndarray | None = None,
     reference_X: np.ndarray | None = None,
     rng: RngLike = None,
-    scoring_batch: int = 256,
 ) -> tuple[Learned, Ranking]:
     """:func:`learn` on the labels, then :func:`rank` of the unlabeled windows ``pool_X`` by the model it serves
     (``rng``: the ranking's randomness, default ``seed``)."""
     learned = learn(labeled, serving, plan, seed, X_free)
-    batches = (pool_X[i : i + scoring_batch] for i in range(0, len(pool_X), scoring_batch))
     rng = seed if rng is None else rng
-    ranking = rank(learned.model, batches, labeled, strategy, batch_size, rng, labeled.sfreq, reference_X)
+    ranking = rank(learned.model, in_batches(pool_X), labeled, strategy, batch_size, rng, labeled.sfreq, reference_X)
     return learned, ranking

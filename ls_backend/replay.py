@@ -24,14 +24,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .active.strategies import STRATEGIES, Ranking
-from .loop import Labeled, Learned, Plan, learn_and_rank, pseudo_label_pool, rank, validation_rows
+from .loop import Labeled, Learned, Plan, in_batches, learn_and_rank, pseudo_label_pool, rank, validation_rows
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc, best_threshold, f1_at
 
 logger = logging.getLogger(__name__)
 
 MAX_REFERENCE = 2000  # cohort windows embedded for the transfer strategy's drift
-SCORING_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -107,10 +106,6 @@ def test_scores(model: SpikeDetector, data: ReplayData) -> dict[str, float]:
     }
 
 
-def _batches(X: np.ndarray) -> list[np.ndarray]:
-    return [X[i : i + SCORING_BATCH] for i in range(0, len(X), SCORING_BATCH)]
-
-
 def _subsample(X: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray | None:
     if X is None or len(X) <= n:
         return X
@@ -141,7 +136,7 @@ def replay(
     model, curve = cohort, []
     if cohort is not None:
         curve.append(RoundResult(0, 0, **test_scores(cohort, data), seconds=0.0))
-    ranking = rank(model, _batches(data.pool_X), None, strategy, settings.batch_size, rng, sfreq, reference)
+    ranking = rank(model, in_batches(data.pool_X), None, strategy, settings.batch_size, rng, sfreq, reference)
     for r in range(settings.rounds()):
         start = time.perf_counter()
         unlabeled = np.flatnonzero(~labeled)

@@ -28,7 +28,7 @@ from .active.ranking import ranking_predictions
 from .config import Settings
 from .failures import clear_failure, record_failure
 from .labels import TaskLabel, fetch_labels
-from .loop import Labeled, Plan, learn, pseudo_label_pool, rank
+from .loop import SCORING_BATCH, Labeled, Plan, learn, pseudo_label_pool, rank
 from .model.estimator import SpikeDetector
 from .model.training import dense_targets
 from .preannotate import model_pre_annotations
@@ -39,7 +39,6 @@ from .task_index import cached_task_index
 
 logger = logging.getLogger(__name__)
 
-BATCH = 256
 PUSH_BATCH = 500
 PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
@@ -143,8 +142,7 @@ def _retrain(
 ) -> RetrainResult:
     with stages("read_windows"):
         labeled = training_set(settings, labels)
-        known = set() if labeled.ids is None else set(labeled.ids)
-        X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - known)))
+        X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - labeled.id_set())))
     current = registry.load(state.key)
     with stages("training"):
         learned = learn(labeled, current[0] if current else None, PLAN, X_free=X_free)
@@ -217,7 +215,7 @@ def push_ranking(
     if previous.get("version") == version:  # the serving model was kept: its ranking stands (labeled tasks drop out)
         logger.info("project %s: model %s kept, its ranking stays live", project, version)
         return 0
-    known = set() if labeled is None or labeled.ids is None else set(labeled.ids)
+    known = set() if labeled is None else labeled.id_set()
     parts = priority_parts([t for t in index if t not in known], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
     live = False
@@ -290,8 +288,8 @@ class PoolTasks:
 
     def batches(self) -> Iterator[np.ndarray]:
         for tasks in self.by_store.values():
-            for first in range(0, len(tasks), BATCH):
-                batch = tasks[first : first + BATCH]
+            for first in range(0, len(tasks), SCORING_BATCH):
+                batch = tasks[first : first + SCORING_BATCH]
                 windows = self.stores.read([self.index[t] for t in batch], batch)
                 if self.model is not None:
                     self._pending.append((batch, windows))
