@@ -1,7 +1,8 @@
 """A pytest plugin that fails the run on any skip an allow-list does not name.
 
-``pytest --allowed-skips FILE`` (``scripts/test.sh`` passes ``tests/allowed_skips.txt``): a skipped test or test file
-whose id matches no entry of FILE, or whose skip reason lacks the entry's reason, turns a passing run (exit status 0,
+``pytest --allowed-skips FILE`` (repeatable; ``scripts/test.sh`` passes ``tests/allowed_skips.txt``, and outside CI
+also ``tests/allowed_skips_without_data.txt``): a skipped test or test file whose id matches no entry of the FILEs,
+or whose skip reason lacks the entry's reason, turns a passing run (exit status 0,
 or 5 for no tests) into a failed one (1), and is listed under "unexpected skips". So CI cannot quietly drop the
 real-file or browser tests. Expected failures (xfail) are not skips.
 
@@ -94,11 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--allowed-skips",
         metavar="FILE",
         type=Path,
-        help="fail the run on a skip that FILE does not allow (lines '<test id, * wildcards> | <reason text>')",
+        action="append",
+        help="fail the run on a skip that no FILE allows (lines '<test id, * wildcards> | <reason text>'); repeatable",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    path = config.getoption("allowed_skips")
-    if path is not None:
-        config.pluginmanager.register(SkipGuard(read_allowed_skips(path)), "skip_guard_instance")
+    paths = config.getoption("allowed_skips")
+    if paths:
+        allowed = [entry for path in paths for entry in read_allowed_skips(path)]
+        config.pluginmanager.register(SkipGuard(allowed), "skip_guard_instance")

@@ -51,6 +51,15 @@ def test_brackets_in_a_test_id_are_literal(pytester):
     assert run(pytester, "test_tiny.py::test_reader[o] | is not\n").ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_allow_lists_given_several_times_are_combined(pytester):
+    pytester.makepyfile(test_tiny=SKIPPING)
+    pytester.path.joinpath("none.txt").write_text("# nothing allowed here\n")
+    pytester.path.joinpath("local.txt").write_text("test_tiny.py::test_reader[*.EDF] | is not a continuous EDF\n")
+    alone = pytester.runpytest("-p", "skip_guard", "--allowed-skips", "none.txt")
+    both = pytester.runpytest("-p", "skip_guard", "--allowed-skips", "none.txt", "--allowed-skips", "local.txt")
+    assert alone.ret == pytest.ExitCode.TESTS_FAILED and both.ret == pytest.ExitCode.OK
+
+
 def test_a_file_skipped_at_collection_fails_even_with_no_test_left(pytester):
     result = run(pytester, "", source="import pytest\npytest.importorskip('no_such_module_here')\n")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # not 5 ("no tests"), which scripts/test.sh counts as success
