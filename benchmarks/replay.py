@@ -13,6 +13,7 @@ seeds); a compute-matched one (as many training windows as a replay's last model
     python -m benchmarks.replay --recordings bids_root --target-patient P02
     python -m benchmarks.replay --quick --out /tmp/replay.json     # tiny, for CI
     python -m benchmarks.replay --resummarize benchmarks/results/replay.json   # summary again from the curves
+    python -m benchmarks.replay --target-patient A --update-references benchmarks/results/replay_budget100_A.json
 
 Writes ``--out`` (JSON: settings, curves, reference, summary, targets, wall time) and the PNG next to it, and prints
 the summary table.
@@ -425,18 +426,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resummarize", type=Path, metavar="JSON", help="recompute the summary, targets and plot of a result file"
     )
+    parser.add_argument(
+        "--update-references",
+        type=Path,
+        metavar="JSON",
+        help="train the converged references of a result file again (same data options and target as its run) and "
+        "recompute its summary, targets and plot; the curves are kept",
+    )
     return parser
 
 
 def resummarize(path: Path) -> dict[str, Any]:
     """Summary, targets and PNG of a result file again from its curves (e.g. after a change of the summary)."""
     result = json.loads(path.read_text())
-    full = result["full_supervised"]["per_seed"]
+    full = {int(s): v for s, v in result["full_supervised"]["per_seed"].items()}
     summary = summarize(result["curves"], full)
     result["summary"] = summary
     result["targets"] = targets(summary, result["warm_strategies"], result["settings"]["budget"], result["curves"])
     save_result(result, path, report=True)
     return result
+
+
+def update_references(path: Path, data: ReplayData, info: dict, settings: ReplaySettings, initargs: tuple,
+                      jobs: int) -> dict[str, Any]:
+    """Retrain the converged references of the result file at ``path`` on the same data, then resummarize it."""
+    result = json.loads(path.read_text())
+    stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}
+    if stored != {k: info[k] for k in stored}:
+        raise SystemExit(f"{path}: its data {stored} is not this run's; pass the data options and target of its run")
+    seeds = [int(s) for s in result["full_supervised"]["per_seed"]]
+    done = run_jobs([("full", "full", s, None) for s in seeds], jobs, initargs)
+    result["full_supervised"] = _reference({s: done[("full", "full", s)]["result"] for s in seeds})
+    result["settings"]["reference_epochs"] = settings.reference_epochs
+    result["settings"]["reference_patience"] = settings.reference_patience
+    path.write_text(json.dumps(result, indent=1))
+    return resummarize(path)
 
 
 def save_result(result: dict[str, Any], out: Path, report: bool) -> None:
@@ -473,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     settings.check(data.n_pool)
     seeds = list(range(args.seeds))
     initargs = (data, settings, ws.sfreq, preset.cohort_epochs)
+    if args.update_references:
+        update_references(args.update_references, data, info, settings, initargs, args.jobs)
+        return 0
     print(
         f"target {info['target']}: pool {info['n_pool']} windows ({info['pool_positives']} positive), test "
         f"{info['n_test']} ({info['test_positives']}), cohort {info['n_cohort']}; {len(args.strategies)} "

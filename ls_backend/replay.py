@@ -7,8 +7,8 @@ pseudo-labels, kept only if it is not worse than the serving model, and the new 
 scores the serving model on the held-out test windows. The first ranking is the one a new project gets (the strategy
 itself where it needs no model, the cold-start strategy otherwise).
 
-The references: :func:`converged_reference` is the ceiling, the same model trained on every pool label until a
-validation slice of the pool stops improving; :func:`compute_matched_reference` trains on every pool label as many
+The references: :func:`converged_reference` is the ceiling, the same model trained on every pool label for the
+number of epochs after which a validation slice of the pool stopped improving; :func:`compute_matched_reference` trains on every pool label as many
 windows as the last model of a replay did in its fits (``Plan.cold_epochs + (rounds - 1) * Plan.warm_epochs``
 epochs of ``budget`` windows).
 
@@ -180,19 +180,35 @@ def replay_round(
 
 
 def converged_reference(data: ReplayData, settings: ReplaySettings, seed: int) -> dict[str, float]:
-    """Test scores of the model trained on every pool label until convergence: a stratified fifth of the pool is
-    scored after every epoch, training stops after ``reference_patience`` epochs without improvement, and the best
-    epoch's weights are kept (the ceiling a strategy should approach)."""
+    """Test scores of the model trained on every pool label to convergence (the ceiling a strategy should approach).
+
+    The number of epochs is chosen on a validation slice: a stratified fifth of the pool is scored after every
+    epoch while the rest trains, with ``reference_patience`` epochs of patience and tenfold rate drops
+    (:class:`~ls_backend.model.estimator.Plateau`). Then the model is refit on the whole pool for that many epochs
+    (the live one-cycle schedule), so the reference neither loses a fifth of its labels nor its best epoch to a
+    noisy validation score. ``held_out_auprc``: the test AUPRC of the first fit (for comparison)."""
     start = time.perf_counter()
     held = validation_rows(data.pool_y, 0, np.random.default_rng(seed))
     train = ~held
     params = {**settings.plan.model, "samples_per_epoch": None, "seed": seed}
-    model = SpikeDetector(**params, epochs=settings.reference_epochs, patience=settings.reference_patience)
+    probe = SpikeDetector(**params, epochs=settings.reference_epochs, patience=settings.reference_patience)
     dense = None if data.pool_dense is None else data.pool_dense[train]
     eval_set = (data.pool_X[held], data.pool_y[held])
-    model.fit(data.pool_X[train], data.pool_y[train], dense_targets=dense, eval_set=eval_set)
-    return {"labels": int(train.sum()), "epochs": len(model.history_), **test_scores(model, data),
+    probe.fit(data.pool_X[train], data.pool_y[train], dense_targets=dense, eval_set=eval_set)
+    epochs = best_epoch(probe.history_, minimum=settings.plan.cold_epochs)
+    model = SpikeDetector(**params, epochs=epochs)
+    model.fit(data.pool_X, data.pool_y, dense_targets=data.pool_dense)
+    return {"labels": data.n_pool, "epochs": epochs, "probe_epochs": len(probe.history_),
+            "held_out_auprc": test_scores(probe, data)["auprc"], **test_scores(model, data),
             "seconds": time.perf_counter() - start}
+
+
+def best_epoch(history: list[dict], minimum: int = 1) -> int:
+    """Epochs up to and including the best validation AUPRC of a fit's history (at least ``minimum``)."""
+    scores = [h.get("val_auprc", float("nan")) for h in history]
+    finite = [i for i, v in enumerate(scores) if np.isfinite(v)]
+    best = max(finite, key=lambda i: scores[i]) + 1 if finite else len(history)
+    return max(minimum, best)
 
 
 def compute_matched_reference(data: ReplayData, settings: ReplaySettings, seed: int) -> dict[str, float]:
