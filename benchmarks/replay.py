@@ -447,8 +447,9 @@ def resummarize(path: Path) -> dict[str, Any]:
     return result
 
 
-def update_references(path: Path, data: ReplayData, info: dict, settings: ReplaySettings, initargs: tuple,
-                      jobs: int) -> dict[str, Any]:
+def update_references(
+    path: Path, data: ReplayData, info: dict, settings: ReplaySettings, initargs: tuple, jobs: int
+) -> dict[str, Any]:
     """Retrain the converged references of the result file at ``path`` on the same data, then resummarize it."""
     result = json.loads(path.read_text())
     stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}

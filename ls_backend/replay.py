@@ -8,9 +8,9 @@ scores the serving model on the held-out test windows. The first ranking is the 
 itself where it needs no model, the cold-start strategy otherwise).
 
 The references: :func:`converged_reference` is the ceiling, the same model trained on every pool label for the
-number of epochs after which a validation slice of the pool stopped improving; :func:`compute_matched_reference` trains on every pool label as many
-windows as the last model of a replay did in its fits (``Plan.cold_epochs + (rounds - 1) * Plan.warm_epochs``
-epochs of ``budget`` windows).
+number of epochs after which a validation slice of the pool stopped improving; :func:`compute_matched_reference`
+trains on every pool label as many windows as the last model of a replay did in its fits
+(``Plan.cold_epochs + (rounds - 1) * Plan.warm_epochs`` epochs of ``budget`` windows).
 
 Everything is a function of its inputs and the seed: the same seed gives the same curve.
 """
@@ -152,9 +152,16 @@ def replay(
                 seconds=time.perf_counter() - start,
             )
         )
-        logger.info("%s seed %d: %d labels (%d positive): AUPRC %.3f, F1 %.3f (%s)", strategy, seed,
-                    curve[-1].labels, curve[-1].positives, curve[-1].auprc, curve[-1].f1,
-                    "promoted" if learned.promoted else "kept the serving model")
+        logger.info(
+            "%s seed %d: %d labels (%d positive): AUPRC %.3f, F1 %.3f (%s)",
+            strategy,
+            seed,
+            curve[-1].labels,
+            curve[-1].positives,
+            curve[-1].auprc,
+            curve[-1].f1,
+            "promoted" if learned.promoted else "kept the serving model",
+        )
     return curve
 
 
@@ -174,8 +181,16 @@ def replay_round(
     free = np.flatnonzero(~labeled)
     X_free = data.pool_X[pseudo_label_pool(free.tolist())]
     return learn_and_rank(
-        labeled_windows(data, labeled, sfreq), data.pool_X[free], serving, strategy, settings.batch_size,
-        settings.plan, seed, X_free, reference_X, rng,
+        labeled_windows(data, labeled, sfreq),
+        data.pool_X[free],
+        serving,
+        strategy,
+        settings.batch_size,
+        settings.plan,
+        seed,
+        X_free,
+        reference_X,
+        rng,
     )
 
 
@@ -198,9 +213,14 @@ def converged_reference(data: ReplayData, settings: ReplaySettings, seed: int) -
     epochs = best_epoch(probe.history_, minimum=settings.plan.cold_epochs)
     model = SpikeDetector(**params, epochs=epochs)
     model.fit(data.pool_X, data.pool_y, dense_targets=data.pool_dense)
-    return {"labels": data.n_pool, "epochs": epochs, "probe_epochs": len(probe.history_),
-            "held_out_auprc": test_scores(probe, data)["auprc"], **test_scores(model, data),
-            "seconds": time.perf_counter() - start}
+    return {
+        "labels": data.n_pool,
+        "epochs": epochs,
+        "probe_epochs": len(probe.history_),
+        "held_out_auprc": test_scores(probe, data)["auprc"],
+        **test_scores(model, data),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def best_epoch(history: list[dict], minimum: int = 1) -> int:
