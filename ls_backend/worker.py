@@ -1,5 +1,8 @@
 """Retraining workers through RQ: ``python -m ls_backend.worker`` (when ``REDIS_URL`` is set).
 
+Workers also take the whole-recording detection jobs of ``python -m ls_backend.detect --queue`` (queue
+``spike-al-detect``, after any retraining waiting, see :mod:`ls_backend.detect.queue`).
+
 The web processes still write the retraining marker in ``MODEL_DIR/<project>/`` (what was acknowledged), then enqueue
 one job per project: a Redis key per project keeps a burst of webhooks to one queued job, and is released just before
 the training starts, so a request arriving during a run queues exactly one more. Any number of workers, on any
@@ -23,6 +26,7 @@ from .jobs import RetrainQueue
 logger = logging.getLogger(__name__)
 
 QUEUE_NAME = "spike-al-retrain"
+DETECT_QUEUE_NAME = "spike-al-detect"  # python -m ls_backend.detect --queue: one job per recording
 JOB_TIMEOUT_SECONDS = 6 * 3600  # a retraining of a large project on CPU; RQ kills a job past it
 _PENDING_KEY = "spike-al:retrain-queued:{}"
 _PENDING_TTL_SECONDS = 24 * 3600  # a queued flag outlives no lost job by more than this
@@ -82,7 +86,8 @@ def run_project(key: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ls_backend.worker",
-        description="Run retraining jobs queued in Redis by the ML backend (settings from the environment: "
+        description="Run the retraining jobs queued in Redis by the ML backend, and the detection jobs of "
+        "python -m ls_backend.detect --queue (settings from the environment: "
         "REDIS_URL, MODEL_DIR, WINDOW_STORE_DIR, LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY; see README).",
     )
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     queue, dispatcher = _worker_state()
     for key in queue.pending():  # acknowledged before a crash or a Redis restart
         dispatcher(key)
-    worker = SimpleWorker([dispatcher.queue], connection=dispatcher.redis)
+    detections = Queue(DETECT_QUEUE_NAME, connection=dispatcher.redis)  # after retrainings, which clinicians await
+    worker = SimpleWorker([dispatcher.queue, detections], connection=dispatcher.redis)
     worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level=settings.log_level)
     return 0
 
