@@ -128,7 +128,7 @@ def _wait_for(jobs: list[Job], stores: list[Path], progress: bool) -> list[list[
                 except InvalidJobOperation:  # Redis lost it (flushed, restarted without persistence)
                     raise QueuedDetectionError(f"{stores[k]}: its detection job is gone from Redis") from None
                 if status == JobStatus.FINISHED:
-                    results[k] = job.return_value()
+                    results[k] = job.return_value() or []
                     bar.update()
                 elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
                     raise QueuedDetectionError(f"{stores[k]}: detection failed on a worker ({_reason(job)})")

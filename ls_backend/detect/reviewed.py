@@ -98,7 +98,7 @@ def _labeled_event(start: float, end: float, store: WindowStore | None) -> Event
         scaled = np.nan_to_num(np.abs(signal / store.channel_scale_uv[:, None]))
         if scaled.size:
             row, sample = np.unravel_index(int(np.argmax(scaled)), scaled.shape)
-            peak, channel = (first + sample) / store.sfreq, store.ch_names[row]
+            peak, channel = float((first + sample) / store.sfreq), store.ch_names[row]
     return Event(
         onset=start,
         duration=end - start,
