@@ -82,12 +82,17 @@ def plan(*argv: str) -> command.Plan:
 
 def refused(capsys, out: Path, *argv: str) -> str:
     """Run the command on bad input; check exit 2, one line on stderr, no output folder; return the line."""
+    before = listing(out.parent)
     assert command.main([*argv, "--out", str(out)] if "--out" not in argv else list(argv)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m ls_backend.detect: error: ") and "\n" not in err, err
-    assert not out.exists() or any(out.iterdir())  # a folder there before stays as it was
-    assert not list(out.parent.glob(f"{out.name}?*")), "a temporary output was left behind"
+    assert listing(out.parent) == before, "the command left something behind"
     return err
+
+
+def listing(folder: Path) -> dict[str, list[str]]:
+    """Every path below ``folder`` (none when it does not exist)."""
+    return {str(path): sorted(p.name for p in path.iterdir()) for path in [folder, *folder.rglob("*")] if path.is_dir()}
 
 
 def test_a_missing_store(no_scoring, capsys, tmp_path, checkpoint):
