@@ -67,7 +67,7 @@ def flaky(monkeypatch):
     calls: Counter[str] = Counter()
     always: set[str] = set()
 
-    def detect_store(store, scorer, threshold, block_windows=256):
+    def detect_store(store, scorer, threshold, block_windows=256, progress=False):
         name = Path(store.path).name
         calls[name] += 1
         if calls[name] == 1 or name in always:

@@ -20,7 +20,6 @@ from typing import NoReturn
 from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
 from redis.exceptions import RedisError
-from tqdm.auto import tqdm
 
 from converters import studio
 from converters.windows import WindowStore
@@ -354,8 +353,8 @@ def run(plan: Plan, progress: bool = True) -> tuple[Path, int]:
         found = run_on_queue(plan.redis_url, plan.stores, plan.model, plan.threshold, plan.block_windows,
                              progress=progress)  # fmt: skip
     else:
-        bar = tqdm(plan.stores, unit="recording", desc="detection", disable=not progress)
-        found = [detect_recording(str(path), plan.model, plan.threshold, plan.block_windows) for path in bar]
+        found = [detect_recording(str(path), plan.model, plan.threshold, plan.block_windows, progress)
+                 for path in plan.stores]  # fmt: skip
     recordings = [recording_events(plan, path, events) for path, events in zip(plan.stores, found)]
     info = {
         "model_version": plan.model.version,

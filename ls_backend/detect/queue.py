@@ -67,10 +67,12 @@ def scorer_for(spec: ModelSpec, store: WindowStore) -> DenseScorer:
     return ModelScorer(load_model(spec.checkpoint)[0], spec.version)
 
 
-def detect_recording(store_path: str, model: ModelSpec, threshold: float, block_windows: int = 256) -> list[Event]:
+def detect_recording(
+    store_path: str, model: ModelSpec, threshold: float, block_windows: int = 256, progress: bool = False
+) -> list[Event]:
     """Every spike event of one window store (the RQ job; also the local run's step)."""
     with WindowStore(store_path) as store:
-        return detect_store(store, scorer_for(model, store), threshold, block_windows)
+        return detect_store(store, scorer_for(model, store), threshold, block_windows, progress=progress)
 
 
 class QueuedDetectionError(RuntimeError):
