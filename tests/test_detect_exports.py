@@ -10,10 +10,9 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from detect_helpers import MODEL_VERSION, synthetic_detection
 
 import ls_backend.detect.exports as exports
-from converters.convert import convert_recording
-from converters.synthetic import PATIENTS, make_events, write_edf
 from converters.windows import WindowStore
 from ls_backend.detect.events import Event
 from ls_backend.detect.exports import (
@@ -32,35 +31,21 @@ from ls_backend.detect.exports import (
 )
 from ls_backend.detect.report import Detection, spike_snippets
 
-PATIENT = PATIENTS["C"]  # Am'1-5 and Hp'1-5 contacts: a bipolar store of the original monopolar EDF
 SECONDS = 60
-INFO = {"model_version": "p4-v0002", "model": "project 4", "threshold": 0.5, "command": "python -m ls_backend.detect"}
+INFO = {
+    "model_version": MODEL_VERSION,
+    "model": "project 4",
+    "threshold": 0.5,
+    "command": "python -m ls_backend.detect",
+}
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    """A synthetic EDF, its window store, and one event per true spike (peak on its main contact's derivation)."""
-    root = tmp_path_factory.mktemp("recording")
-    edf = write_edf(root / "sub-04_task-rest_ieeg.edf", PATIENT, SECONDS)
-    convert_recording(edf, root / "stores" / "sub-04_task-rest_ieeg.h5")
-    store = WindowStore(root / "stores" / "sub-04_task-rest_ieeg.h5")
-    truth = [e for e in make_events(PATIENT, SECONDS) if e.is_spike]
-    events = []
-    for k, spike in enumerate(truth):
-        peak_channel = derivation_of(store.ch_names, spike.channels[0])
-        involved = {peak_channel: 0.9, derivation_of(store.ch_names, spike.channels[1]): 0.7}
-        reviewed = "confirmed" if k == 0 else ""
-        events.append(Event(spike.peak_seconds - 0.05, 0.1, spike.peak_seconds, peak_channel, 0.9, involved, reviewed,
-                            INFO["model_version"]))  # fmt: skip
-    yield edf, store, events
-    store.close()
-
-
-def derivation_of(ch_names: list[str], contact: str) -> str:
-    """The bipolar derivation that starts at ``contact`` (or ends there, for the last contact of a shaft)."""
-    return next((n for n in ch_names if n.startswith(f"{contact}-")), None) or next(
-        n for n in ch_names if n.endswith(f"-{contact}")
-    )
+    """A synthetic EDF, its window store (bipolar), and one event per true spike."""
+    made = synthetic_detection(tmp_path_factory.mktemp("recording"), SECONDS)
+    with WindowStore(made.store) as store:
+        yield made.edf, store, made.events
 
 
 @pytest.fixture
@@ -113,8 +98,8 @@ def test_the_events_tables_and_their_sidecar_agree(written):
     assert tsv == rows and len(tsv) == len(rec.events)
     first = tsv[0]
     assert first["trial_type"] == "spike" and first["reviewed"] == "confirmed" and tsv[1]["reviewed"] == "n/a"
-    assert first["channel"] == rec.events[0].peak_channel and float(first["onset"]) == pytest.approx(rec.events[0].onset,
-                                                                                                  abs=1e-4)  # fmt: skip
+    assert first["channel"] == rec.events[0].peak_channel
+    assert float(first["onset"]) == pytest.approx(rec.events[0].onset, abs=1e-4)
     assert first["channels"] == ",".join(f"{c}:{p:.3f}" for c, p in rec.events[0].channels.items())
     assert set(sidecar["reviewed"]["Levels"]) >= {row["reviewed"] for row in tsv}
     for table, columns in (("spike_rates", RATE_COLUMNS), ("spike_rates_hourly", HOURLY_COLUMNS)):
@@ -169,10 +154,12 @@ def test_spike_rates_per_channel_and_per_hour_on_a_hand_made_case():
     la = rates["LA1-LA2"]
     assert (la["shaft"], la["events"], la["involved"], la["minutes"]) == ("LA", "3", "3", "150.00")
     assert float(la["rate_per_minute"]) == pytest.approx(3 / 150, rel=1e-5)
-    assert (rates["LA2-LA3"]["events"], rates["LA2-LA3"]["involved"], rates["LA2-LA3"]["minutes"]) == ("0", "2", "120.00")
-    assert float(rates["LA2-LA3"]["involved_per_minute"]) == pytest.approx(2 / 120, rel=1e-5)
+    between = rates["LA2-LA3"]
+    assert (between["events"], between["involved"], between["minutes"]) == ("0", "2", "120.00")
+    assert float(between["involved_per_minute"]) == pytest.approx(2 / 120, rel=1e-5)
     assert (rates["Fp1"]["shaft"], rates["Fp1"]["events"]) == ("scalp", "1")
-    assert (rates["B'1-B'2"]["shaft"], float(rates["B'1-B'2"]["rate_per_minute"])) == ("B'", pytest.approx(1 / 30, rel=1e-5))
+    later = rates["B'1-B'2"]
+    assert (later["shaft"], float(later["rate_per_minute"])) == ("B'", pytest.approx(1 / 30, rel=1e-5))
     hourly = {(r["recording"], r["hour"], r["channel"]): r for r in hourly_rate_rows(hand_made())}
     assert len(hourly) == 2 * 3 + 1 * 2  # night1: 2 hours x 3 channels; night2: 1 (partial) hour x 2
     assert hourly[("night1", "0", "LA1-LA2")]["events"] == "2" and hourly[("night1", "1", "LA1-LA2")]["events"] == "1"

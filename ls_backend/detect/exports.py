@@ -47,7 +47,7 @@ BIDS_VERSION = "1.9.0"
 SCALP_SHAFT = "scalp"
 
 EVENT_COLUMNS: dict[str, dict] = {
-    "onset": {"LongName": "Onset", "Description": "Start of the spike, from the recording's first sample", "Units": "s"},
+    "onset": {"LongName": "Onset", "Description": "Start of the spike from the recording's first sample", "Units": "s"},
     "duration": {"LongName": "Duration", "Description": "How long the spike's probability stays high", "Units": "s"},
     "trial_type": {
         "LongName": "Event type",
@@ -59,8 +59,11 @@ EVENT_COLUMNS: dict[str, dict] = {
         "Description": "The window store channel (a bipolar pair of adjacent contacts for sEEG) where the spike's "
         "probability is highest",
     },
-    "probability": {"LongName": "Probability", "Description": "The detector's highest probability during the spike "
-                    "(0 to 1; the detection threshold is in detection.json)"},  # fmt: skip
+    "probability": {
+        "LongName": "Probability",
+        "Description": "The detector's highest probability during the spike "
+        "(0 to 1; the detection threshold is in detection.json)",
+    },  # fmt: skip
     "reviewed": {
         "LongName": "Reviewed",
         "Description": "Whether a clinician's label decided this event",
@@ -69,8 +72,11 @@ EVENT_COLUMNS: dict[str, dict] = {
             "n/a": "Found by the detector, not reviewed",
         },
     },
-    "peak": {"LongName": "Peak time", "Description": "When the probability peaks, from the recording's first sample",
-             "Units": "s"},  # fmt: skip
+    "peak": {
+        "LongName": "Peak time",
+        "Description": "When the probability peaks, from the recording's first sample",
+        "Units": "s",
+    },  # fmt: skip
     "channels": {
         "LongName": "Involved channels",
         "Description": "Every channel the spike involves with its highest probability (name:probability), "
@@ -96,8 +102,11 @@ HOURLY_COLUMNS: dict[str, dict] = {
     "recording": {"LongName": "Recording", "Description": "The recording's stem (its <stem>_events.tsv)"},
     "hour": {"LongName": "Hour", "Description": "Hour of the recording, 0 for its first"},
     "start": {"LongName": "Start", "Description": "Clock time the hour starts (ISO 8601; n/a: no recording date)"},
-    "minutes": {"LongName": "Recorded time", "Description": "Minutes of the hour recorded (60 but for the last)",
-                "Units": "min"},  # fmt: skip
+    "minutes": {
+        "LongName": "Recorded time",
+        "Description": "Minutes of the hour recorded (60 but for the last)",
+        "Units": "min",
+    },  # fmt: skip
     "channel": RATE_COLUMNS["channel"],
     "shaft": RATE_COLUMNS["shaft"],
     "events": {"LongName": "Spikes", "Description": "Spikes whose peak channel this is, peaking in the hour"},

@@ -28,7 +28,7 @@ from converters.windows import WindowStore
 
 from ..budget.page import STYLE, message_page
 from ..config import Settings
-from ..project_state import ProjectState, project_key, read_json, write_json_atomic
+from ..project_state import ProjectState, read_json, write_json_atomic
 from .exports import FIGURE_FILE, MARKER, RATES_FILE, is_detection_output, read_table
 
 logger = logging.getLogger(__name__)
