@@ -14,8 +14,13 @@ from helpers import save_screenshot, serving
 from converters.windows import WindowStore
 from ls_backend.app import create_app
 from ls_backend.config import Settings
-from ls_backend.detect.exports import RecordingEvents, write_detection_output
-from ls_backend.detect.report import POINTER, latest_detection, record_detection
+from ls_backend.detect.exports import (
+    POINTER,
+    RecordingEvents,
+    latest_detection,
+    record_detection,
+    write_detection_output,
+)
 from ls_backend.project_state import ProjectState
 
 CREDENTIALS = {"username": "clinician", "password": "detections-test-pass"}
@@ -69,7 +74,7 @@ def test_before_any_detection_the_page_says_which_command_to_run(settings):
     response = client.get("/detections/4", headers=AUTH)
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "no detection yet" in html
-    assert "<pre id='command'>python -m ls_backend.detect --project 4 --out detections/p4" in html
+    assert "<pre id='command'>python -m ls_backend.detect --project 4 &lt;the patient&#x27;s window stores&gt;" in html
 
 
 def test_the_page_shows_the_figure_rates_recordings_and_the_run(detection, settings):

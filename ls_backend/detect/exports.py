@@ -13,6 +13,8 @@ Layout (``<stem>``: a recording's window store name without a BIDS ``_ieeg``/``_
     report.png                  the report's figure (:func:`ls_backend.detect.report.plot_detections`)
 
 Times are seconds from the recording's first sample. docs/detection.md says how to load each file.
+A project's latest output is remembered in ``MODEL_DIR/<project>/latest_detection.json`` (:func:`record_detection`)
+for its ``/detections/<project>`` page.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from converters.montage import _SCALP_10_20, clean_name, make_montage, parse_con
 from converters.windows import WindowStore
 
 from .. import __version__
+from ..project_state import ProjectState, read_json, write_json_atomic
 from .events import Event
 
 logger = logging.getLogger(__name__)
 
 MARKER = "detection.json"  # what makes a folder a detection output (check_output_dir replaces only those)
+POINTER = "latest_detection.json"  # in MODEL_DIR/<project>/: the project's last detection output
 RATES_FILE = "spike_rates.tsv"
 HOURLY_RATES_FILE = "spike_rates_hourly.tsv"
 FIGURE_FILE = "report.png"
@@ -327,6 +331,27 @@ def detection_summary(recordings: list[RecordingEvents], info: dict) -> dict:
         "events": sum(len(r.events) for r in recordings),
         "duration_seconds": sum(r.duration_seconds for r in recordings),
     }
+
+
+# -- the project's latest detection (for its page) -------------------------------------------------------
+
+
+def record_detection(state: ProjectState, out: Path, info: dict) -> None:
+    """Remember ``out`` as the project's latest detection (for its page)."""
+    keep = {k: info[k] for k in ("model_version", "threshold", "created") if k in info}
+    write_json_atomic(state.dir / POINTER, {"out": str(Path(out).resolve()), **keep})
+
+
+def latest_detection(state: ProjectState) -> Path | None:
+    """The project's latest detection output; None before the first or when its folder is gone (logged)."""
+    pointer = read_json(state.dir / POINTER)
+    if pointer is None or not isinstance(pointer.get("out"), str):
+        return None
+    out = Path(pointer["out"])
+    if not is_detection_output(out):
+        logger.warning("project %s: the last detection output %s is gone", state.key, out)
+        return None
+    return out
 
 
 # -- tables ------------------------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 
 The figure shows the spike rate per contact grouped by electrode shaft (the irritative zone at a glance), the rate
 over the whole recording, the averaged waveform of the most active channels (short snippets read from the window
-stores around the spikes' peaks) and the key numbers. The command records its output folder in
-``MODEL_DIR/<project>/latest_detection.json`` (:func:`record_detection`); the page shows the folder it names,
-behind the backend's basic auth like every other endpoint.
+stores around the spikes' peaks) and the key numbers. The page shows the project's latest detection output
+(:func:`ls_backend.detect.exports.latest_detection`), behind the backend's basic auth like every other endpoint.
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ from converters.windows import WindowStore
 
 from ..budget.page import STYLE, message_page
 from ..config import Settings
-from ..project_state import ProjectState, read_json, write_json_atomic
-from .exports import FIGURE_FILE, MARKER, RATES_FILE, is_detection_output, read_table
+from ..project_state import ProjectState, read_json
+from .exports import FIGURE_FILE, MARKER, RATES_FILE, is_detection_output, latest_detection, read_table
 
 logger = logging.getLogger(__name__)
 
-POINTER = "latest_detection.json"  # in MODEL_DIR/<project>/: the project's last detection output
 TOP_CHANNELS = 4  # channels whose averaged waveform the figure shows
 SNIPPETS_PER_CHANNEL = 200  # spikes averaged per channel at most (evenly spread over the recording)
 SNIPPET_SECONDS = 0.25  # each side of the peak
@@ -253,27 +251,6 @@ def _numbers_panel(ax: Axes, detection: Detection) -> None:
         y -= 0.075 * (text.count("\n") + 1) + 0.03
 
 
-# -- the project's latest detection ------------------------------------------------------------------------
-
-
-def record_detection(state: ProjectState, out: Path, info: dict) -> None:
-    """Remember ``out`` as the project's latest detection (for its page)."""
-    keep = {k: info[k] for k in ("model_version", "threshold", "created") if k in info}
-    write_json_atomic(state.dir / POINTER, {"out": str(Path(out).resolve()), **keep})
-
-
-def latest_detection(state: ProjectState) -> Path | None:
-    """The project's latest detection output; None before the first or when its folder is gone (logged)."""
-    pointer = read_json(state.dir / POINTER)
-    if pointer is None or not isinstance(pointer.get("out"), str):
-        return None
-    out = Path(pointer["out"])
-    if not is_detection_output(out):
-        logger.warning("project %s: the last detection output %s is gone", state.key, out)
-        return None
-    return out
-
-
 # -- the page ----------------------------------------------------------------------------------------------
 
 
@@ -287,7 +264,7 @@ def register_detections_page(app: Flask, settings: Settings) -> None:
 
 def detect_command(key: str) -> str:
     """The command that fills the page of project ``key``."""
-    return f"python -m ls_backend.detect --project {key} --out detections/p{key} <the patient's window stores>"
+    return f"python -m ls_backend.detect --project {key} <the patient's window stores>"
 
 
 def detections_response(settings: Settings, project: str) -> Response:
