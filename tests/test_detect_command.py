@@ -3,6 +3,7 @@ model and its threshold resolved, stores found, and labeled windows overriding t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,13 +16,16 @@ from model_helpers import TINY, toy_windows
 
 import ls_backend.detect.command as command
 from converters.convert import convert_recording
-from converters.synthetic import PATIENTS, write_edf
+from converters.synthetic import PATIENTS, make_events, write_edf
 from converters.windows import WindowStore
+from ls_backend.detect.command import main
 from ls_backend.detect.events import Event
+from ls_backend.detect.exports import latest_detection, read_table
 from ls_backend.detect.reviewed import apply_labels, labels_of_store, store_key
 from ls_backend.labels import TaskLabel
 from ls_backend.model.checkpoints import save_checkpoint
 from ls_backend.model.estimator import SpikeDetector
+from ls_backend.model.training import dense_targets
 from ls_backend.registry import ModelRegistry
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -346,3 +350,112 @@ def test_labels_match_a_store_by_its_key_and_window_ids(stores, store_path, tmp_
 def test_events_keep_their_fields_through_the_labels():
     (kept,) = apply_labels([event(1.0)], [label(1.0)], WINDOW_SECONDS)
     assert kept == replace(event(1.0), reviewed="confirmed")
+
+
+# -- end to end: a synthetic patient with truth, converted, detected --------------------------------------------
+
+DURATION_SECONDS = 180
+MATCH_SECONDS = 0.1  # a detection finds a true spike when it peaks this close to it, on a channel it involves
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory) -> tuple[Path, list]:
+    """Three minutes of synthetic patient C (spike-waves, 12/min) as a window store, and its true spikes."""
+    root = tmp_path_factory.mktemp("patient")
+    profile = PATIENTS["C"].with_(seed=3)
+    source = write_edf(root / "night1.edf", profile, DURATION_SECONDS)
+    store = Path(convert_recording(source, root / "stores" / "P01" / "night1.h5").store)
+    truth = [event for event in make_events(profile, DURATION_SECONDS) if event.is_spike]
+    return store, truth
+
+
+def recovered(rows: list[dict[str, str]], truth: list) -> tuple[float, float]:
+    """Recall and precision of detected rows against the true spikes (greedy one-to-one matching by time)."""
+    unmatched = list(range(len(rows)))
+    found = 0
+    for spike in truth:
+        for k in unmatched:
+            contacts = set(rows[k]["channel"].split("-"))  # a bipolar channel involves both of its contacts
+            if abs(float(rows[k]["peak"]) - spike.peak_seconds) <= MATCH_SECONDS and contacts & set(spike.channels):
+                unmatched.remove(k)
+                found += 1
+                break
+    return found / len(truth), found / max(1, len(rows))
+
+
+@pytest.fixture(scope="module")
+def trained(patient, tmp_path_factory) -> Path:
+    """A small model trained on the patient's windows with the truth's spikes as labels (a checkpoint)."""
+    store, truth = patient
+    with WindowStore(store) as opened:
+        X, onsets, sfreq = opened.read_rows(np.arange(len(opened))), opened.starts / opened.sfreq, opened.sfreq
+    regions = [(spike.onset_seconds, spike.onset_seconds + spike.duration_seconds) for spike in truth]
+    dense = np.stack([dense_targets(regions, X.shape[2], sfreq, onset) for onset in onsets])
+    model = SpikeDetector(**(TINY | {"epochs": 5})).fit(
+        X, (dense.max(axis=1) > 0.5).astype(np.float32), dense_targets=dense
+    )
+    return save_checkpoint(tmp_path_factory.mktemp("trained") / "p01.pt", model, {"version": "p01-trained"})
+
+
+@pytest.mark.parametrize("model", ["cold-start", "trained"])
+def test_the_command_recovers_a_synthetic_patients_spikes(model, patient, tmp_path, capsys, request):
+    store, truth = patient
+    out = tmp_path / "P01"
+    spec = model if model == "cold-start" else str(request.getfixturevalue("trained"))
+    assert main([str(store), "--model", spec, "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    for name in ("night1_events.tsv", "night1_events.json", "night1_events.csv", "spike_rates.tsv", "report.png"):
+        assert (out / name).is_file(), name
+    rows = read_table(out / "night1_events.tsv")
+    recall, precision = recovered(rows, truth)
+    assert len(truth) >= 20 and recall >= 0.8 and precision >= 0.8, (len(truth), len(rows), recall, precision)
+    assert {row["model_version"] for row in rows} == {"cold-start" if model == "cold-start" else "p01-trained"}
+
+
+def test_a_rerun_replaces_the_previous_output_whole(patient, tmp_path, monkeypatch):
+    store, _ = patient
+    out = tmp_path / "P01"
+    assert main([str(store), "--model", "cold-start", "--out", str(out), "--threshold", "0.9"]) == 0
+    strict = read_table(out / "night1_events.tsv")
+    assert main([str(store), "--model", "cold-start", "--out", str(out), "--threshold", "0.3"]) == 0
+    assert len(read_table(out / "night1_events.tsv")) > len(strict)
+    assert json.loads((out / "detection.json").read_text())["threshold"] == 0.3
+    before = listing(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(command, "detect_recording", broken)
+    with pytest.raises(RuntimeError):
+        main([str(store), "--model", "cold-start", "--out", str(out), "--threshold", "0.5"])
+    assert listing(tmp_path) == before and json.loads((out / "detection.json").read_text())["threshold"] == 0.3
+
+
+def test_a_project_run_applies_its_labels_and_tells_the_page(patient, tmp_path, monkeypatch):
+    store, truth = patient
+    registry = ModelRegistry(tmp_path / "models")
+    version = registry.promote(6, tiny_model(), {})
+    monkeypatch.setenv("WINDOW_STORE_DIR", str(store.parent.parent))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "token")
+    spike = truth[0]
+    with WindowStore(store) as opened:
+        starts = opened.starts / opened.sfreq
+        ids = list(opened.ids)
+    first = int(np.searchsorted(starts, spike.peak_seconds, side="right") - 1)
+    quiet = len(starts) - 1  # the last window: labeled "No spike"
+    drawn = [(spike.onset_seconds, spike.peak_seconds + 0.05, 1.0)]  # the clinician's region around the spike
+    labels = [
+        TaskLabel(1, ids[first], "P01/night1.h5", starts[first], 1.0, drawn),
+        TaskLabel(2, ids[quiet], "P01/night1.h5", starts[quiet], 0.0),
+    ]
+    monkeypatch.setattr(command.studio, "connect", lambda url, key: "client")
+    monkeypatch.setattr(command, "fetch_labels", lambda client, project: labels)
+    assert main([str(store), "--project", "6", "--threshold", "0.5"]) == 0
+    state = registry.state(6)
+    out = state.dir / "detections"
+    assert latest_detection(state) == out.resolve()
+    rows = read_table(out / "night1_events.tsv")
+    confirmed = [row for row in rows if row["reviewed"] == "confirmed"]
+    assert confirmed and all(starts[first] <= float(row["peak"]) < starts[first] + 2.0 for row in confirmed)
+    assert not [row for row in rows if starts[quiet] <= float(row["peak"]) < starts[quiet] + 2.0]
+    assert {row["model_version"] for row in rows if row["reviewed"] != "confirmed"} <= {version}

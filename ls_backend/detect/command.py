@@ -30,7 +30,14 @@ from ..model.checkpoints import CheckpointError
 from ..project_state import COLD_START_VERSION, ProjectState
 from ..registry import ModelRegistry
 from .events import Event
-from .exports import OutputExistsError, RecordingEvents, check_output_dir, record_detection, write_detection_output
+from .exports import (
+    OutputExistsError,
+    RecordingEvents,
+    check_output_dir,
+    record_detection,
+    recording_stem,
+    write_detection_output,
+)
 from .queue import ModelSpec, QueuedDetectionError, detect_recording, load_model, run_on_queue
 from .reviewed import apply_labels, labels_of_store, store_key
 
@@ -284,9 +291,10 @@ def check_stores(stores: list[Path], model: ModelSpec) -> None:
                 f"{path}: sampled at {store_sfreq:g} Hz, the model at {sfreq:g} Hz (convert the recording again "
                 f"with --model-sfreq {sfreq:g})"
             )
-        if path.stem in stems:
-            raise UsageError(f"{path} and {stems[path.stem]}: two recordings named {path.stem!r} in one output")
-        stems[path.stem] = path
+        stem = recording_stem(path)
+        if stem in stems:
+            raise UsageError(f"{path} and {stems[stem]}: two recordings named {stem!r} in one output")
+        stems[stem] = path
 
 
 def output_dir(out: Path | None, state: ProjectState | None) -> Path:
