@@ -19,6 +19,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from .budget.page import register_report_page
 from .config import Settings
+from .detect.report import register_detections_page
 from .jobs import RetrainQueue, rq_dispatch
 from .project_state import project_key
 from .stores import StoreCache, TaskInputError, WindowRef, Windows
@@ -158,6 +159,7 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         return jsonify(versions=engine.versions(project_key(project) if project else None))
 
     register_report_page(app, settings)  # /report/<project>: the label budget report (ls_backend.budget)
+    register_detections_page(app, settings)  # /detections/<project>: spikes found (ls_backend.detect)
     return app
 
 

@@ -2,7 +2,8 @@
 
 :func:`logged_in_page` opens a page logged in to the test server (``page.console_errors``);
 :class:`BackendServer` is what the ``backend`` fixture yields; :func:`import_patient`, :func:`wait_for` and
-:func:`wait_for_ranking` drive it; :func:`serving` serves a WSGI app in a thread.
+:func:`wait_for_ranking` drive it; :func:`serving` serves a WSGI app in a thread; :func:`save_screenshot` keeps a
+page's screenshot (and refreshes docs/screenshots/ with ``UPDATE_SCREENSHOTS=1``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from studio_server import StudioServer, log_tail
+from studio_server import REPO_ROOT, StudioServer, log_tail
 
 from ls_backend.project_state import ProjectState
 
@@ -38,7 +39,21 @@ IGNORED_CONSOLE_ERRORS = ("/heidi-tips",)
 BACKGROUND_WAIT_SECONDS = 600.0  # how long to wait for the backend's background work before calling it lost
 BACKEND_AUTH = {"BASIC_AUTH_USER": "backend", "BASIC_AUTH_PASS": "backend-test-pass", "WEBHOOK_SECRET": "hook-secret"}
 BACKEND_CREDENTIALS = (BACKEND_AUTH["BASIC_AUTH_USER"], BACKEND_AUTH["BASIC_AUTH_PASS"])
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"  # UPDATE_SCREENSHOTS=1 refreshes the ones in the docs
 
+
+def save_screenshot(page: Any, name: str, folder: Path, full_page: bool = False) -> Path:
+    """Screenshot into ``folder``; with ``UPDATE_SCREENSHOTS=1`` also a small palette PNG in docs/screenshots."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=path, full_page=full_page)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        from PIL import Image
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+            small.save(SCREENSHOTS / path.name, optimize=True)
+    return path
 
 
 def port_is_open(port: int) -> bool:

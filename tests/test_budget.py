@@ -319,6 +319,7 @@ def test_the_report_page_shows_the_numbers_and_the_figure(tmp_path):
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert "Spikes P03" in html and "Budget spent (5 of 5 labels)" in html and "b@x.org" in html
+    assert 'href="../detections/3"' in html  # the spikes found in the whole recording
     png = base64.b64decode(html.split("data:image/png;base64,")[1].split('"')[0])
     assert png.startswith(b"\x89PNG")
 

@@ -11,7 +11,6 @@ Screenshots go to the test's temporary folder; ``UPDATE_SCREENSHOTS=1`` also ref
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -21,8 +20,7 @@ from typing import Any
 import pytest
 from backend_runs import assert_trained_on_every_label
 from editor_waits import wait_for_new_task, wait_for_traces
-from helpers import import_patient, logged_in_page, wait_for_ranking
-from studio_server import REPO_ROOT
+from helpers import import_patient, logged_in_page, save_screenshot, wait_for_ranking
 
 from converters.synthetic import PATIENTS, write_bids
 from converters.tasks import event_results
@@ -30,7 +28,6 @@ from converters.windows import WindowStore
 
 pytest.importorskip("playwright")
 
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 SEED_PER_CLASS = 6  # labels given through the API before the browser session (the clinician's earlier work)
 PIXEL_TOLERANCE = 3.0
 # Logged when the app cancels one of its own requests (a reload, the next task replacing the current one):
@@ -107,20 +104,6 @@ def draw_region(page: Any, label: str, start_fraction: float, end_fraction: floa
     page.mouse.down()
     page.mouse.move(box["x"] + end_fraction * box["width"], y, steps=8)
     page.mouse.up()
-
-
-def save_screenshot(page: Any, name: str, folder: Path) -> Path:
-    """Screenshot into ``folder``; with ``UPDATE_SCREENSHOTS=1`` also a small palette PNG in docs/screenshots."""
-    path = folder / f"{name}.png"
-    page.screenshot(path=path)
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        from PIL import Image
-
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        with Image.open(path) as image:
-            small = image.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
-            small.save(SCREENSHOTS / path.name, optimize=True)
-    return path
 
 
 def toggle_columns(page: Any, *columns: str) -> None:

@@ -41,9 +41,9 @@ def report_response(settings: Settings, project: str) -> Response:
     try:
         key = project_key(project)
     except ValueError:
-        return _message_page(400, "Not a project", f"“{project}” is not a Label Studio project id (a number).")
+        return message_page(400, "Not a project", f"“{project}” is not a Label Studio project id (a number).")
     if not (settings.model_dir / key).is_dir():
-        return _message_page(
+        return message_page(
             404,
             "Unknown project",
             f"This backend has never seen project {key}: connect the ML backend to the project in Label Studio first.",
@@ -54,7 +54,7 @@ def report_response(settings: Settings, project: str) -> Response:
     if status is None or status.spent == 0:
         budget = load_budget(settings, key).labels
         budget_text = "no budget is set" if budget is None else f"the budget is {budget} labels"
-        return _message_page(
+        return message_page(
             200,
             f"Project {key}: no labels yet",
             f"Nobody has labeled a window of this project "
@@ -94,6 +94,8 @@ def report_html(status: BudgetStatus, notice: str = "") -> str:
 curve (1 = every spike found with no false alarm) on labels held back from training, after each retraining;
 with few labels it is noisy, and the estimate of the labels still needed is rough. Model version
 {escape(str(status.version))}; figures as of {made}, refreshed after each retraining.</p>
+<p><a id="detections-link" href="../detections/{status.project}">Spikes found in the whole recording</a>
+(the model run over every window, once a detection has been run).</p>
 </body></html>"""
 
 
@@ -101,10 +103,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}"
 
 
-def _message_page(code: int, title: str, message: str, notice: str = "") -> Response:
+def message_page(code: int, title: str, message: str, notice: str = "", after: str = "") -> Response:
+    """A page that only says ``message`` (``notice``, ``after``: HTML shown before and after it)."""
     html = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{notice}<p id='message'>{escape(message)}</p>"
-        "</body></html>"
+        f"{after}</body></html>"
     )
     return Response(html, code, mimetype="text/html")
