@@ -150,7 +150,8 @@ def test_any_block_split_gives_exactly_the_events_of_the_whole_array(seed):
     for _ in range(5):
         cuts = sorted(set(rng.integers(0, 12000, size=rng.integers(1, 60)).tolist()))  # may hold empty blocks
         assert streamed(proba, signal, cuts, "v1") == whole
-    assert streamed(proba, signal, list(range(1, 12000)), "v1") == whole  # one sample at a time
+    if seed == 0:
+        assert streamed(proba, signal, list(range(1, 12000)), "v1") == whole  # one sample at a time
 
 
 def test_blocks_are_checked():

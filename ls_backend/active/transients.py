@@ -90,7 +90,8 @@ class TransientDetector:
 
     def squash(self, z: np.ndarray) -> np.ndarray:
         """A robust z (see :meth:`window_z`) as a score in [0, 1]: ``sigmoid((z - z_center) / z_scale)``."""
-        return 1.0 / (1.0 + np.exp(-(np.asarray(z) - self.z_center) / self.z_scale))
+        with np.errstate(over="ignore"):  # exp overflows to inf for a z far below the centre: a score of 0
+            return 1.0 / (1.0 + np.exp(-(np.asarray(z) - self.z_center) / self.z_scale))
 
     def window_z(self, features: np.ndarray) -> np.ndarray:
         """Robust z of each window's most transient channel ([n]; -inf where every channel is absent)."""

@@ -92,8 +92,8 @@ class TransientScorer(DenseScorer):
             raise ValueError(
                 f"centre and spread: expected [n_chans, 2] each, got {np.shape(centre)}, {np.shape(spread)}"
             )
-        self.centre = np.asarray(centre, np.float64)
-        self.spread = np.asarray(spread, np.float64)
+        self.centre = np.asarray(centre, np.float32)
+        self.spread = np.asarray(spread, np.float32)
         self.n_times = int(n_times)
         self.detector = detector
         self.sfreq = float(detector.sfreq)
@@ -129,12 +129,14 @@ class TransientScorer(DenseScorer):
         X = np.asarray(X, np.float32)
         if X.ndim != 3 or X.shape[1] != len(self.centre):
             raise ValueError(f"X: expected [n, {len(self.centre)}, n_times], got {X.shape}")
-        transient = self.detector.transient(X)
-        log_median = np.log(np.median(transient, axis=2, keepdims=True))
-        log_transient = np.log(transient)
-        peak_z = (log_transient - self.centre[:, 0, None]) / self.spread[:, 0, None]
-        contrast_z = (log_transient - log_median - self.centre[:, 1, None]) / self.spread[:, 1, None]
-        proba = self.detector.squash((peak_z + contrast_z) / 2).astype(np.float32)
+        transient = self.detector.transient(X)  # float64 sums; float32 from here on (a block's maps are large)
+        log_median = np.log(np.median(transient, axis=2, keepdims=True)).astype(np.float32)
+        log_transient = np.log(transient).astype(np.float32)
+        del transient
+        centre, spread = self.centre[..., None], self.spread[..., None]
+        peak_z = (log_transient - centre[:, 0]) / spread[:, 0]
+        contrast_z = (log_transient - log_median - centre[:, 1]) / spread[:, 1]
+        proba = self.detector.squash((peak_z + contrast_z) / 2).astype(np.float32, copy=False)
         lead = (X.shape[2] - proba.shape[2] + 1) // 2  # each transient sample is centred on its input span
         proba = np.pad(proba, [(0, 0), (0, 0), (lead, X.shape[2] - proba.shape[2] - lead)], mode="edge")
         absent = ~np.isfinite(X).all(axis=2) | ~np.isfinite(self.centre).all(axis=1)
