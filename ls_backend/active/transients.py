@@ -41,8 +41,14 @@ MEASURES = ("energy", "line_length")
 class TransientDetector:
     """Line length + nonlinear energy detector (see the module docstring). Parameters only in ``__init__``."""
 
-    def __init__(self, sfreq: float = 256.0, transient_seconds: float = 0.07, measure: str = "energy",
-                 z_center: float = 4.0, z_scale: float = 1.0):
+    def __init__(
+        self,
+        sfreq: float = 256.0,
+        transient_seconds: float = 0.07,
+        measure: str = "energy",
+        z_center: float = 4.0,
+        z_scale: float = 1.0,
+    ):
         self.sfreq = sfreq
         self.transient_seconds = transient_seconds
         self.measure = measure
@@ -53,9 +59,10 @@ class TransientDetector:
     def transient_samples(self) -> int:
         return max(2, round(self.transient_seconds * self.sfreq))
 
-    def features(self, windows: np.ndarray) -> np.ndarray:
-        """Per-channel features ``[n, n_chans, 2]`` (log peak, log peak-to-median) of windows ``[n, n_chans, n_times]``;
-        NaN for absent channels. Small: this is what a pass over a window store keeps."""
+    def transient(self, windows: np.ndarray) -> np.ndarray:
+        """The transient signal averaged over ``transient_samples`` (at least 1e-9; NaN where the input is) of windows
+        ``[n, n_chans, n_times]``: ``[n, n_chans, n_times - transient_samples - k]`` (valid part only; k = 1 for
+        energy, 0 for line length), each sample centred on its span of input samples."""
         x = np.asarray(windows, np.float32)
         if x.ndim != 3:
             raise ValueError(f"windows: expected shape [n, n_chans, n_times], got {x.shape}")
@@ -68,27 +75,30 @@ class TransientDetector:
             transient = x[..., 1:-1] ** 2 - x[..., :-2] * x[..., 2:]
         else:
             transient = np.abs(np.diff(x, axis=2))
-        smooth = np.maximum(_moving_sum(transient, w) / w, 1e-9)  # Teager energy can dip below 0
+        return np.maximum(_moving_sum(transient, w) / w, 1e-9)  # Teager energy can dip below 0
+
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """Per-channel features ``[n, n_chans, 2]`` (log peak, log peak-to-median) of windows ``[n, n_chans, n_times]``;
+        NaN for absent channels. Small: this is what a pass over a window store keeps."""
+        smooth = self.transient(windows)
         peak = np.log(smooth.max(axis=2))
         return np.stack([peak, peak - np.log(np.median(smooth, axis=2))], axis=2).astype(np.float32)
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """Scores [n] in [0, 1] from the features of every window of one recording (robust z per channel)."""
-        z = self.window_z(features)
-        return 1.0 / (1.0 + np.exp(-(z - self.z_center) / self.z_scale))
+        return self.squash(self.window_z(features))
+
+    def squash(self, z: np.ndarray) -> np.ndarray:
+        """A robust z (see :meth:`window_z`) as a score in [0, 1]: ``sigmoid((z - z_center) / z_scale)``."""
+        with np.errstate(over="ignore"):  # exp overflows to inf for a z far below the centre: a score of 0
+            return 1.0 / (1.0 + np.exp(-(np.asarray(z) - self.z_center) / self.z_scale))
 
     def window_z(self, features: np.ndarray) -> np.ndarray:
         """Robust z of each window's most transient channel ([n]; -inf where every channel is absent)."""
-        features = np.asarray(features, np.float64)
-        if features.ndim != 3 or features.shape[2] != N_FEATURES:
-            raise ValueError(f"features: expected shape [n, n_chans, {N_FEATURES}], got {features.shape}")
+        features = check_features(features)
         if len(features) == 0:
             return np.zeros(0)
-        with warnings.catch_warnings():  # a channel absent from every window has no statistics: NaN, skipped below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            centre = np.nanmedian(features, axis=0)
-            spread = 1.4826 * np.nanmedian(np.abs(features - centre), axis=0)
-        spread = np.where(spread > 0, spread, 1.0)
+        centre, spread = robust_statistics(features)
         channel_z = ((features - centre) / spread).mean(axis=2)
         channel_z = np.where(np.isnan(channel_z), -np.inf, channel_z)
         return channel_z.max(axis=1)
@@ -97,14 +107,35 @@ class TransientDetector:
         """Scores [n] of windows ``[n, n_chans, n_times]`` that together stand for the recording."""
         return self.score_features(self.features(windows))
 
-    def score_batches(self, batches: Iterable[np.ndarray], total: int | None = None,
-                      progress: bool = False) -> np.ndarray:
+    def score_batches(
+        self, batches: Iterable[np.ndarray], total: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Scores of windows arriving in batches (only the small features are kept between batches)."""
-        features = [self.features(b) for b in tqdm(batches, total=total, disable=not progress, desc="detector",
-                                                   unit="batch")]
+        features = [
+            self.features(b) for b in tqdm(batches, total=total, disable=not progress, desc="detector", unit="batch")
+        ]
         if not features:
             return np.zeros(0)
         return self.score_features(np.concatenate(features))
+
+
+def check_features(features: np.ndarray) -> np.ndarray:
+    """``features`` as float64 ``[n, n_chans, 2]`` (see :meth:`TransientDetector.features`); a clear error otherwise."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 3 or features.shape[2] != N_FEATURES:
+        raise ValueError(f"features: expected shape [n, n_chans, {N_FEATURES}], got {features.shape}")
+    return features
+
+
+def robust_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel centre (median) and spread (1.4826 x MAD, 1 where 0) of each feature over the windows of one
+    recording, ``[n_chans, 2]`` each; NaN for a channel absent from every window."""
+    features = check_features(features)
+    with warnings.catch_warnings():  # a channel absent from every window has no statistics: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nanmedian(features, axis=0)
+        spread = 1.4826 * np.nanmedian(np.abs(features - centre), axis=0)
+    return centre, np.where(spread > 0, spread, 1.0)
 
 
 def cold_start_arrays(features: np.ndarray, detector: TransientDetector | None = None) -> dict[str, np.ndarray]:

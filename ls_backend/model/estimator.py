@@ -470,9 +470,15 @@ class SpikeDetector(BaseEstimator):
         return fused
 
     def _run(
-        self, X: np.ndarray, dropout: bool = False, want_dense: bool = True, want_embedding: bool = False
+        self,
+        X: np.ndarray,
+        dropout: bool = False,
+        want_dense: bool = True,
+        want_embedding: bool = False,
+        want_channel_dense: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Window, channel and dense logits (and driving-channel embeddings) for every window."""
+        """Window, channel and dense logits (and driving-channel embeddings) for every window; with
+        ``want_channel_dense``, also the dense logits of every channel ``[n, C, T]`` (absent channels ``_NEG``)."""
         self._check_fitted()
         X = np.asarray(X, np.float32)
         if X.ndim != 3:
@@ -490,6 +496,7 @@ class SpikeDetector(BaseEstimator):
         chan_logit = np.full((n, C), _NEG, np.float32)
         dense_logit = np.full((n, T), _NEG, np.float32) if want_dense else None
         embeddings = np.zeros((N, module.embedding_dim), np.float32) if want_embedding else None
+        channel_dense = np.full((n, C, T), _NEG, np.float32) if want_channel_dense else None
         seq_logit = np.empty(N, np.float32)
         batch = inference_batch_size(module.width, T)
 
@@ -509,6 +516,8 @@ class SpikeDetector(BaseEstimator):
             with num_threads(self.n_threads if streams == 1 else None):
                 for k, d in enumerate(map_in_streams(forward, range(0, N, batch), streams)):
                     first = k * batch
+                    if channel_dense is not None:
+                        channel_dense[win_idx[first : first + len(d)], chan_idx[first : first + len(d)]] = d
                     if dense_logit is not None:
                         # channels of one window are contiguous (row-major order): reduce each run
                         w = win_idx[first : first + batch]
@@ -531,6 +540,9 @@ class SpikeDetector(BaseEstimator):
         out = {"window": window_logit + offset, "channel": chan_logit + offset, "present": present}
         if dense_logit is not None:
             out["dense"] = dense_logit + offset
+        if channel_dense is not None:
+            channel_dense += offset
+            out["channel_dense"] = channel_dense
         if embeddings is not None:
             # the embedding of the channel that drove each window's decision
             driver = np.where(present, chan_logit, -np.inf).argmax(axis=1)
@@ -561,6 +573,12 @@ class SpikeDetector(BaseEstimator):
         out = self._run(X)
         chan = np.where(out["present"], self._sigmoid(out["channel"]), np.nan).astype(np.float32)
         return self._sigmoid(out["dense"]), chan
+
+    def predict_channel_dense(self, X: np.ndarray) -> np.ndarray:
+        """Per-channel, per-time-step probability ``[n, n_chans, n_times]`` (NaN for absent channels): where and on
+        which channels the spikes are (:meth:`predict_dense`'s probability is its maximum over channels)."""
+        out = self._run(X, want_dense=False, want_channel_dense=True)
+        return np.where(out["present"][..., None], self._sigmoid(out["channel_dense"]), np.float32(np.nan))
 
     def predict_all(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """One pass for everything a pre-annotation needs: ``proba`` [n], ``dense`` [n, T], ``channel`` [n, C]
