@@ -26,6 +26,7 @@ from ls_backend.detect.exports import (
     read_table,
     recording_stem,
     shaft_of,
+    shafts_of,
     spike_rate_rows,
     write_detection_output,
 )
@@ -175,6 +176,13 @@ def test_spike_rates_per_channel_and_per_hour_on_a_hand_made_case():
 )  # fmt: skip
 def test_the_shaft_of_a_channel(channel, shaft):
     assert shaft_of(channel) == shaft
+
+
+def test_an_seeg_shaft_is_not_split_at_10_20_names():
+    seeg = shafts_of(["A1-A2", "A2-A3", "C2-C3", "C3-C4", "C6-C7", "B'1-B'2"])
+    assert set(seeg.values()) == {"A", "C", "B'"}
+    assert set(shafts_of(["Fp1-F3", "C3-C4", "ECG"]).values()) == {"scalp", "ECG"}
+    assert shafts_of(["LA1-LA2", "Fp1"]) == {"LA1-LA2": "LA", "Fp1": "scalp"}
 
 
 def test_a_multi_day_report_draws_without_the_window_stores(tmp_path):

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,17 +181,31 @@ def recording_stem(store_path: str | os.PathLike) -> str:
     return stem
 
 
-def shaft_of(channel: str) -> str:
-    """The electrode shaft of a channel: ``"LA3-LA4"`` -> ``"LA"``, ``"B'2"`` -> ``"B'"``, ``"Fp1"`` -> "scalp";
-    a name that is no contact is its own group."""
-    first = clean_name(channel)
-    if parse_contact(first) is None:
-        first = clean_name(channel.split("-", 1)[0])
-    if first.lower() in _SCALP_10_20:
+def shaft_of(channel: str, scalp: bool = True) -> str:
+    """The electrode shaft of a channel: ``"LA3-LA4"`` -> ``"LA"``, ``"B'2"`` -> ``"B'"``, ``"Fp1"`` -> "scalp"
+    (only with ``scalp``: in an sEEG recording ``"C3-C4"`` is contact 3 of shaft C); a name that is no contact is
+    its own group."""
+    first = _first_contact(channel)
+    if scalp and first.lower() in _SCALP_10_20:
         return SCALP_SHAFT
     if parse_contact(first) is None:
         return channel
     return first.rstrip("0123456789").strip()
+
+
+def shafts_of(ch_names: list[str]) -> dict[str, str]:
+    """The shaft of every channel of one recording. A 10-20 name is scalp unless its shaft has other contacts in the
+    recording (so a shaft C of ten contacts is not split at the 10-20 names C3 and C4)."""
+    by_prefix: dict[str, set[bool]] = defaultdict(set)
+    for contact in (clean_name(part) for name in ch_names for part in name.split("-")):
+        if parse_contact(contact) is not None:
+            by_prefix[shaft_of(contact, scalp=False)].add(contact.lower() in _SCALP_10_20)
+    return {name: shaft_of(name, scalp=by_prefix.get(shaft_of(name, scalp=False)) == {True}) for name in ch_names}
+
+
+def _first_contact(channel: str) -> str:
+    first = clean_name(channel)
+    return first if parse_contact(first) is not None else clean_name(channel.split("-", 1)[0])
 
 
 # -- the output folder -------------------------------------------------------------------------------------
@@ -393,9 +407,11 @@ def _write_json(path: Path, content: dict) -> None:
 def spike_rate_rows(recordings: list[RecordingEvents]) -> list[dict[str, str]]:
     """Per channel (in the recordings' order) over all recordings: spikes it peaks in, takes part in, per minute."""
     minutes: dict[str, float] = {}
+    shafts: dict[str, str] = {}
     peaks: Counter[str] = Counter()
     involved: Counter[str] = Counter()
     for rec in recordings:
+        shafts |= shafts_of(rec.ch_names)
         for name in rec.ch_names:
             minutes[name] = minutes.get(name, 0.0) + rec.duration_seconds / 60
         for event in rec.events:
@@ -404,7 +420,7 @@ def spike_rate_rows(recordings: list[RecordingEvents]) -> list[dict[str, str]]:
     return [
         {
             "channel": name,
-            "shaft": shaft_of(name),
+            "shaft": shafts[name],
             "events": str(peaks[name]),
             "involved": str(involved[name]),
             "minutes": f"{span:.2f}",
@@ -421,6 +437,7 @@ def hourly_rate_rows(recordings: list[RecordingEvents]) -> list[dict[str, str]]:
     for rec in recordings:
         n_hours = max(1, math.ceil(rec.duration_seconds / 3600))
         column = {name: k for k, name in enumerate(rec.ch_names)}
+        shafts = shafts_of(rec.ch_names)
         counts = np.zeros((n_hours, len(rec.ch_names)), np.int64)
         for event in rec.events:
             counts[min(int(event.peak // 3600), n_hours - 1), column[event.peak_channel]] += 1
@@ -435,7 +452,7 @@ def hourly_rate_rows(recordings: list[RecordingEvents]) -> list[dict[str, str]]:
                     "start": clock,
                     "minutes": f"{span:.2f}",
                     "channel": name,
-                    "shaft": shaft_of(name),
+                    "shaft": shafts[name],
                     "events": str(counts[hour, k]),
                     "rate_per_minute": _rate(int(counts[hour, k]), span),
                 }
