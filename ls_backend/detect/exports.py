@@ -78,7 +78,8 @@ EVENT_COLUMNS: dict[str, dict] = {
     },
     "peak": {
         "LongName": "Peak time",
-        "Description": "When the probability peaks, from the recording's first sample",
+        "Description": "The spike's peak: the largest deflection of the peak channel's signal during the event, "
+        "from the recording's first sample",
         "Units": "s",
     },  # fmt: skip
     "channels": {
