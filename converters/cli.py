@@ -17,10 +17,10 @@ from pathlib import Path
 from . import __version__
 from .convert import StoreInfo, convert_recording
 from .labelconfig import CONTEXT_SECONDS, PageLayout, make_label_config
+from .montage import MONTAGES
 from .preprocess import PreprocessParams
 from .readers import find_recordings, read_recording
 from .readers.base import RecordingError
-from .montage import MONTAGES
 from .tasks import EVENT_MODES, make_tasks, page_layout
 from .windows import WindowParams, WindowStore, select_candidates
 
@@ -424,4 +424,3 @@ def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterat
 
 def _description(args: argparse.Namespace) -> str:
     return f"Spike review for patient {args.patient}. Tasks are {args.window:g}-s windows; label the next task first."
-

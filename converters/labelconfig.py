@@ -28,6 +28,7 @@ REGION_HOTKEYS = {"Spike": "1", "Sharp wave": "2", "Artifact": "3"}  # pick the 
 WINDOW_HOTKEYS = {"Spike": "s", "No spike": "n", "Unsure": "u"}
 CALIBRATION_KEY = "cal"  # the task data column of the calibration row (not a channel of the recording)
 
+DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS = 100.0, 2.0  # the page of a config built without a layout
 CONTEXT_SECONDS = 4.0  # shown on each side of the target window: a 2-s window sits on a 10-s page
 ROWS_BUDGET_PX = 640  # the editor's room for traces in a 1600 x 1000 browser window
 MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (more than 40 channels) the page scrolls, groups kept apart
@@ -77,11 +78,13 @@ class PageLayout:
     @property
     def target_fractions(self) -> tuple[float, float]:
         """Where the target window starts and ends, as fractions of the page width."""
-        return self.context_seconds / self.page_seconds, (self.context_seconds + self.window_seconds) / self.page_seconds
+        return self.context_seconds / self.page_seconds, (
+            self.context_seconds + self.window_seconds
+        ) / self.page_seconds
 
 
 def nice_gain_uv(amplitude_uv: float) -> float:
-    """The smallest of the usual EEG gains (10, 15, 20, 25, 30, 40, 50, 75 x 10^k uV) that is at least ``amplitude_uv``."""
+    """The smallest usual EEG gain (10, 15, 20, 25, 30, 40, 50, 75 x 10^k uV) of at least ``amplitude_uv``."""
     if not amplitude_uv > 0:
         raise ValueError(f"an amplitude scale needs a positive amplitude, got {amplitude_uv}")
     decade = 10.0 ** np.floor(np.log10(amplitude_uv / 10.0))
@@ -111,8 +114,9 @@ def row_height_px(n_chans: int, n_groups: int = 1) -> int:
     return int(max(MIN_ROW_PX, min(MAX_ROW_PX, free // (n_chans + 1))))
 
 
-def make_label_config(ch_names: list[str], layout: PageLayout, channel_attribution: bool = True) -> str:
-    """The labeling configuration for pages with these channels (real names shown beside the traces).
+def make_label_config(ch_names: list[str], layout: PageLayout | None = None, channel_attribution: bool = True) -> str:
+    """The labeling configuration for pages of ``layout`` (default: ``DEFAULT_GAIN_UV``, 2-s windows) with these
+    channels (real names shown beside the traces).
 
     One ``<Channel>`` per channel on the layout's common y range, a calibration row (a pulse of ``gain_uv``) as the
     amplitude reference, and a style sheet that stacks the rows without the editor's margins, writes the channel
@@ -120,6 +124,7 @@ def make_label_config(ch_names: list[str], layout: PageLayout, channel_attributi
     """
     if not ch_names:
         raise ValueError("a label config needs at least one channel")
+    layout = layout or PageLayout(DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS)
     groups = channel_groups(ch_names)
     row_px = row_height_px(len(ch_names), groups[-1] + 1)
     height = row_px + 2 * EDITOR_PLOT_PAD_PX  # the plot: the row and the editor's padding, which rows overlap
@@ -210,7 +215,8 @@ def page_style(layout: PageLayout, groups: list[int], row_px: int) -> str:
     starts = [i for i in range(1, len(groups)) if groups[i] != groups[i - 1]] + [len(groups)]  # the calibration row
     gaps = [i + 1 for i in starts]  # nth-child is 1-based
     rules = [
-        f".htx-timeseries .lsf-object {{ padding-left: {ROW_INDENT_PX}px; background: linear-gradient(to right, {band}); }}",
+        f".htx-timeseries .lsf-object {{ padding-left: {ROW_INDENT_PX}px; "
+        f"background: linear-gradient(to right, {band}); }}",
         f".htx-timeseries-channel svg {{ margin-bottom: -{overlap}px; overflow: visible; pointer-events: none; }}",
         ".htx-timeseries-channel:nth-last-child(2) svg { margin-bottom: 0; }",  # the last row (the overview follows)
         f".htx-timeseries-channel clipPath rect {{ y: {EDITOR_PLOT_PAD_PX}px; height: {row_px}px; }}",

@@ -101,14 +101,14 @@ def banana_pairs(ch_names: list[str]) -> list[tuple[int, int]]:
 
     def find(electrode: str) -> int | None:
         key = electrode.lower()
-        return index.get(key, index.get(ALTERNATIVE_NAMES.get(key, key)))
+        return index[key] if key in index else index.get(ALTERNATIVE_NAMES.get(key, key))
 
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for chain in DOUBLE_BANANA:
         for a, b in zip(chain, chain[1:]):
-            i, j = find(a), find(b)
-            if i is not None and j is not None:
-                pairs.append((i, j))
+            first, second = find(a), find(b)
+            if first is not None and second is not None:
+                pairs.append((first, second))
     return pairs
 
 

@@ -238,7 +238,7 @@ def create_reading_view(client: LabelStudio, project_id: int) -> None:
     with _api(client, f"creating the Data Manager view of project {project_id}"):
         client.views.create(
             project=project_id,
-            data={"title": "Windows", "hiddenColumns": {"explore": hidden, "labeling": hidden}},  # type: ignore[arg-type]
+            data={"title": "Windows", "hiddenColumns": {"explore": hidden, "labeling": hidden}},
         )
 
 

@@ -80,9 +80,7 @@ def event_label(description: str) -> str | None:
     return None
 
 
-def event_results(
-    annotations: Sequence[Annotation], onset: float, duration: float, window_id: str
-) -> list[dict]:
+def event_results(annotations: Sequence[Annotation], onset: float, duration: float, window_id: str) -> list[dict]:
     """Regions for the events overlapping ``[onset, onset + duration)``, plus the window-level choice."""
     results = []
     for k, ann in enumerate(annotations):

@@ -218,9 +218,7 @@ class WindowStore:
             return []
         return [
             Annotation(float(o), float(d), str(t))
-            for o, d, t in zip(
-                group["onset_seconds"][:], group["duration_seconds"][:], group["description"].asstr()[:]
-            )
+            for o, d, t in zip(group["onset_seconds"][:], group["duration_seconds"][:], group["description"].asstr()[:])
         ]
 
     def close(self) -> None:
