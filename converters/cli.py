@@ -16,11 +16,12 @@ from pathlib import Path
 
 from . import __version__
 from .convert import StoreInfo, convert_recording
-from .labelconfig import make_label_config
+from .labelconfig import CONTEXT_SECONDS, PageLayout, make_label_config
+from .montage import MONTAGES
 from .preprocess import PreprocessParams
 from .readers import find_recordings, read_recording
 from .readers.base import RecordingError
-from .tasks import EVENT_MODES, make_tasks
+from .tasks import EVENT_MODES, make_tasks, page_layout
 from .windows import WindowParams, WindowStore, select_candidates
 
 logger = logging.getLogger("converters")
@@ -72,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--montage",
         default=PreprocessParams.montage,
-        choices=["auto", "bipolar", "monopolar", "average"],
-        help="auto: bipolar pairs of adjacent contacts for sEEG, as recorded otherwise (default %(default)s)",
+        choices=MONTAGES,
+        help="auto: bipolar pairs of adjacent contacts for sEEG, the longitudinal bipolar 'double banana' (banana) "
+        "for scalp 10-20 EEG, as recorded otherwise; referential (or monopolar): as recorded; average: common "
+        "average reference; for the display and the model (default %(default)s)",
     )
     group.add_argument("--model-sfreq", type=float, default=PreprocessParams.sfreq, help="model rate in Hz")
     group.add_argument("--l-freq", type=float, default=PreprocessParams.l_freq_hz, help="high-pass edge in Hz")
@@ -100,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         "as annotations or predictions (default %(default)s)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the candidate pool choice")
+    group.add_argument(
+        "--gain-uv",
+        type=float,
+        help="amplitude scale of the display: every channel row spans +-GAIN uV, traces beyond are clipped "
+        "(default: from the patient's robust amplitude, 5 robust standard deviations rounded up to a usual gain)",
+    )
+    group.add_argument(
+        "--context",
+        type=float,
+        default=CONTEXT_SECONDS,
+        help="seconds of signal shown on each side of the window to label (default %(default)s)",
+    )
     group = parser.add_argument_group("HDF5 / MATLAB v7.3 input")
     group.add_argument("--dataset", help="path of the signal dataset inside the file (default: found)")
     group.add_argument("--sfreq", type=float, help="sampling rate in Hz when the file does not store it")
@@ -114,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--batch-size", type=int, default=200, help="tasks per import request (default %(default)s)")
     group.add_argument("--dry-run", action="store_true", help="convert and build tasks, talk to no server")
-    group.add_argument("--out", type=Path, help="also write the tasks as a JSON file (and the config as .xml)")
+    group.add_argument(
+        "--out",
+        type=Path,
+        help="also write the tasks as a JSON file, and the labeling config next to it as <stem>.label_config.xml",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="recordings converted in parallel (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser.add_argument("--version", action="version", version=f"converters {__version__}")
@@ -184,8 +203,9 @@ def run_import(args: argparse.Namespace) -> ImportSummary:
     with _stores_undone_on_failure(store_paths):
         stores = _convert_all(sources, store_paths, args, params, window_params, reader_options)
         ch_names = _common_channels(stores)
-        label_config = make_label_config(ch_names)
-        tasks = _iter_tasks(stores, args)
+        layout = _page_layout(stores, args)
+        label_config = make_label_config(ch_names, layout)
+        tasks = _iter_tasks(stores, args, layout)
         if args.out:
             tasks = _tee_to_file(tasks, args.out, label_config)
         if client is None:
@@ -339,11 +359,32 @@ def _common_channels(stores: list[StoreInfo]) -> list[str]:
     return first.ch_names
 
 
+def _page_layout(stores: list[StoreInfo], args: argparse.Namespace) -> PageLayout:
+    """One page layout (and amplitude scale) for all the patient's tasks."""
+    if args.gain_uv is not None and not args.gain_uv > 0:
+        raise ImportError_(f"--gain-uv must be a positive number of microvolts, got {args.gain_uv:g}")
+    if args.context < 0:
+        raise ImportError_(f"--context must be zero or more seconds, got {args.context:g}")
+    opened = [WindowStore(info.store) for info in stores]
+    try:
+        return page_layout(opened, args.gain_uv, args.context)
+    except ValueError as err:
+        raise ImportError_(f"{err}; expected one --window for all recordings of a patient") from err
+    finally:
+        for store in opened:
+            store.close()
+
+
+def label_config_path(out: Path) -> Path:
+    """Where ``--out FILE`` puts the labeling config: ``<FILE stem>.label_config.xml`` next to FILE."""
+    return out.with_name(f"{out.stem}.label_config.xml")
+
+
 def _candidate_rows(info: StoreInfo, args: argparse.Namespace):
     return select_candidates(info.n_windows, args.max_windows, args.seed)
 
 
-def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace) -> Iterator[dict]:
+def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace, layout: PageLayout) -> Iterator[dict]:
     for info in stores:
         key = os.path.relpath(info.store, args.store_dir)
         try:
@@ -355,6 +396,7 @@ def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace) -> Iterator[d
                     store_key=key,
                     rows=_candidate_rows(info, args),
                     events=args.events,
+                    layout=layout,
                 )
         except (OSError, KeyError, ValueError) as err:
             raise ImportError_(
@@ -366,7 +408,7 @@ def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace) -> Iterator[d
 def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterator[dict]:
     """Stream tasks into a JSON array file while passing them on."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".xml").write_text(label_config)
+    label_config_path(path).write_text(label_config)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w") as fh:
@@ -382,4 +424,3 @@ def _tee_to_file(tasks: Iterable[dict], path: Path, label_config: str) -> Iterat
 
 def _description(args: argparse.Namespace) -> str:
     return f"Spike review for patient {args.patient}. Tasks are {args.window:g}-s windows; label the next task first."
-

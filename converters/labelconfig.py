@@ -7,8 +7,13 @@ writes pre-annotations with them): change them in this one place.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from .montage import parse_contact
 
 TS_NAME = "ts"  # the <TimeSeries> tag and the task data key holding the display series
 TIME_COLUMN = "time"
@@ -19,6 +24,22 @@ CHANNELS_NAME = "channels"  # per-region <Choices>: which channels show the even
 REGION_LABELS = {"Spike": "#d62728", "Sharp wave": "#ff7f0e", "Artifact": "#7f7f7f"}
 WINDOW_CHOICES = ("Spike", "No spike", "Unsure")
 EPILEPTIFORM_LABELS = ("Spike", "Sharp wave")
+REGION_HOTKEYS = {"Spike": "1", "Sharp wave": "2", "Artifact": "3"}  # pick the label, then drag over the traces
+WINDOW_HOTKEYS = {"Spike": "s", "No spike": "n", "Unsure": "u"}
+CALIBRATION_KEY = "cal"  # the task data column of the calibration row (not a channel of the recording)
+
+DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS = 100.0, 2.0  # the page of a config built without a layout
+CONTEXT_SECONDS = 4.0  # shown on each side of the target window: a 2-s window sits on a 10-s page
+ROWS_BUDGET_PX = 640  # the editor's room for traces in a 1600 x 1000 browser window
+MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (more than 40 channels) the page scrolls, groups kept apart
+GROUP_GAP_PX = 6
+ROW_INDENT_PX = 48  # room for the channel names, left of the editor's own 50-px margin
+# The editor's fixed margins (its TimeSeries model): around each channel's plot, and inside it above and below the
+# trace (a channel of height H draws its y range on H - 20 px).
+EDITOR_MARGIN_LEFT_PX, EDITOR_MARGIN_RIGHT_PX, EDITOR_MARGIN_TOP_PX, EDITOR_MARGIN_BOTTOM_PX = 50, 20, 20, 30
+EDITOR_PLOT_PAD_PX = 10
+TRACE_COLOR, CALIBRATION_COLOR = "#1f3b73", "#b22222"
+CONTEXT_SHADE, TARGET_SHADE, TARGET_EDGE, TARGET_EDGE_PX = "#eef1f5", "#fff6d5", "#c99a06", 2
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "label_config" / "spike_timeseries.xml"
 
@@ -28,25 +49,103 @@ def channel_key(index: int) -> str:
     return f"ch{index}"
 
 
-def channel_height_px(n_chans: int) -> int:
-    return max(32, min(100, 1100 // max(1, n_chans)))
+@dataclass(frozen=True)
+class PageLayout:
+    """What a task shows: a page of ``context_seconds`` on each side of the target window, at one amplitude scale.
+
+    Every channel row spans ``-gain_uv`` to ``+gain_uv`` (traces beyond are clipped flat at the row's edge, never
+    rescaled). The target always sits at the same place on the page (pages at a recording's edges are padded), so
+    the labeling config marks it once for every task.
+    """
+
+    gain_uv: float
+    window_seconds: float
+    context_seconds: float = CONTEXT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not self.gain_uv > 0:
+            raise ValueError(f"gain_uv must be positive, got {self.gain_uv}")
+        if not self.window_seconds > 0 or self.context_seconds < 0:
+            raise ValueError(
+                f"a page needs window_seconds > 0 and context_seconds >= 0, got {self.window_seconds} "
+                f"and {self.context_seconds}"
+            )
+
+    @property
+    def page_seconds(self) -> float:
+        return self.window_seconds + 2 * self.context_seconds
+
+    @property
+    def target_fractions(self) -> tuple[float, float]:
+        """Where the target window starts and ends, as fractions of the page width."""
+        return self.context_seconds / self.page_seconds, (
+            self.context_seconds + self.window_seconds
+        ) / self.page_seconds
 
 
-def make_label_config(ch_names: list[str], channel_attribution: bool = True) -> str:
-    """The labeling configuration for windows with these channels (real names shown as legends)."""
+def nice_gain_uv(amplitude_uv: float) -> float:
+    """The smallest usual EEG gain (10, 15, 20, 25, 30, 40, 50, 75 x 10^k uV) of at least ``amplitude_uv``."""
+    if not amplitude_uv > 0:
+        raise ValueError(f"an amplitude scale needs a positive amplitude, got {amplitude_uv}")
+    decade = 10.0 ** np.floor(np.log10(amplitude_uv / 10.0))
+    return next(float(step * decade) for step in (10, 15, 20, 25, 30, 40, 50, 75, 100) if step * decade >= amplitude_uv)
+
+
+def channel_groups(ch_names: list[str]) -> list[int]:
+    """The index of each channel's group: a bipolar chain (``A1-A2, A2-A3``; ``Fp1-F7, F7-T3``) or a shaft."""
+    groups: list[int] = []
+    for i, name in enumerate(ch_names):
+        same = i > 0 and _links(ch_names[i - 1], name)
+        groups.append(groups[-1] if same else (groups[-1] + 1 if groups else 0))
+    return groups
+
+
+def _links(previous: str, name: str) -> bool:
+    """Whether ``name`` continues ``previous``'s chain (bipolar) or shaft (referential)."""
+    if "-" in previous and "-" in name:
+        return previous.split("-", 1)[1] == name.split("-", 1)[0]
+    before, after = parse_contact(previous), parse_contact(name)
+    return before is not None and after is not None and before.shaft == after.shaft
+
+
+def row_height_px(n_chans: int, n_groups: int = 1) -> int:
+    """Height of one channel row, so that every row (and the calibration row) fits the editor without scrolling."""
+    free = ROWS_BUDGET_PX - GROUP_GAP_PX * max(0, n_groups - 1)
+    return int(max(MIN_ROW_PX, min(MAX_ROW_PX, free // (n_chans + 1))))
+
+
+def make_label_config(ch_names: list[str], layout: PageLayout | None = None, channel_attribution: bool = True) -> str:
+    """The labeling configuration for pages of ``layout`` (default: ``DEFAULT_GAIN_UV``, 2-s windows) with these
+    channels (real names shown beside the traces).
+
+    One ``<Channel>`` per channel on the layout's common y range, a calibration row (a pulse of ``gain_uv``) as the
+    amplitude reference, and a style sheet that stacks the rows without the editor's margins, writes the channel
+    names beside the traces, shades the target window and separates the channel groups.
+    """
     if not ch_names:
         raise ValueError("a label config needs at least one channel")
-    height = channel_height_px(len(ch_names))
-    last = len(ch_names) - 1
-    channels = "\n".join(  # one time axis, under the last channel: the others get the vertical space
-        f'      <Channel column="{channel_key(i)}" legend={quoteattr(name)} units="uV" '
-        f'displayFormat=",.1f" height="{height}" strokeColor="#1f3b73" showAxis="{str(i == last).lower()}"/>'
+    layout = layout or PageLayout(DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS)
+    groups = channel_groups(ch_names)
+    row_px = row_height_px(len(ch_names), groups[-1] + 1)
+    height = row_px + 2 * EDITOR_PLOT_PAD_PX  # the plot: the row and the editor's padding, which rows overlap
+    y_range = f"{-layout.gain_uv:g},{layout.gain_uv:g}"
+    rows = [
+        f'      <Channel column="{channel_key(i)}" legend={quoteattr(name)} units="uV" displayFormat=",.1f" '
+        f'height="{height}" strokeColor="{TRACE_COLOR}" dataRange="{y_range}" showAxis="false"/>'
         for i, name in enumerate(ch_names)
+    ]
+    rows.append(  # the amplitude reference, and the one time axis of the page
+        f'      <Channel column="{CALIBRATION_KEY}" legend={quoteattr(calibration_legend(layout))} units="uV" '
+        f'displayFormat=",.1f" height="{height}" strokeColor="{CALIBRATION_COLOR}" strokeWidth="2" '
+        f'dataRange="{y_range}" showAxis="true" showYAxis="false"/>'
     )
     labels = "\n".join(
-        f"    <Label value={quoteattr(value)} background={quoteattr(color)}/>" for value, color in REGION_LABELS.items()
+        f"    <Label value={quoteattr(value)} background={quoteattr(color)} hotkey={quoteattr(key)}/>"
+        for (value, color), key in zip(REGION_LABELS.items(), REGION_HOTKEYS.values(), strict=True)
     )
-    choices = "\n".join(f"    <Choice value={quoteattr(value)}/>" for value in WINDOW_CHOICES)
+    choices = "\n".join(
+        f"    <Choice value={quoteattr(value)} hotkey={quoteattr(WINDOW_HOTKEYS[value])}/>" for value in WINDOW_CHOICES
+    )
     attribution = ""
     if channel_attribution:
         per_region = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in ch_names)
@@ -54,17 +153,82 @@ def make_label_config(ch_names: list[str], channel_attribution: bool = True) -> 
             f'  <Choices name="{CHANNELS_NAME}" toName="{TS_NAME}" perRegion="true" choice="multiple" '
             f'showInline="true">\n{per_region}\n  </Choices>\n'
         )
-    template = TEMPLATE_PATH.read_text()
-    return template.format(
+    return TEMPLATE_PATH.read_text().format(
+        style=page_style(layout, groups, row_px),
+        legend=escape(page_legend(layout), {'"': "&quot;"}),
         ts=TS_NAME,
         time=TIME_COLUMN,
         region=REGION_NAME,
         window=WINDOW_NAME,
         labels=labels,
-        channels=channels,
+        channels="\n".join(rows),
         choices=choices,
         attribution=attribution,
     )
+
+
+def calibration_legend(layout: PageLayout) -> str:
+    return f"{layout.gain_uv:g} uV"
+
+
+def page_legend(layout: PageLayout) -> str:
+    """The line under the title: the amplitude scale, where the target is, and the keys."""
+    region_keys = ", ".join(f"{key} {label}" for label, key in REGION_HOTKEYS.items())
+    window_keys = ", ".join(f"{key} {choice}" for choice, key in WINDOW_HOTKEYS.items())
+    return (
+        f"Each row \u00b1{layout.gain_uv:g} uV, clipped beyond (bottom: a {layout.gain_uv:g}-uV pulse). "
+        f"Label the shaded {layout.window_seconds:g}-s window; the rest is context. "
+        f"Keys: {window_keys}; regions {region_keys}."
+    )
+
+
+def page_style(layout: PageLayout, groups: list[int], row_px: int) -> str:
+    """CSS for the editor: rows stacked without margins, names beside the traces, the target shaded, groups apart.
+
+    The editor draws each channel as an SVG with fixed margins around its plot and pads the plot above and below
+    the trace; the rows overlap all of them, so that row k's y range (``row_px`` high) ends where row k+1's begins,
+    and each plot is clipped to its row.
+    """
+    overlap = EDITOR_MARGIN_TOP_PX + EDITOR_MARGIN_BOTTOM_PX + 2 * EDITOR_PLOT_PAD_PX
+    left, right = ROW_INDENT_PX + EDITOR_MARGIN_LEFT_PX, EDITOR_MARGIN_RIGHT_PX
+
+    def at(fraction: float, shift_px: int = 0) -> str:
+        return f"calc({left + shift_px}px + {fraction:.6f} * (100% - {left + right}px))"
+
+    start, end = layout.target_fractions
+    band = ", ".join(
+        [
+            f"transparent {left}px",
+            f"{CONTEXT_SHADE} {left}px",
+            f"{CONTEXT_SHADE} {at(start)}",
+            f"{TARGET_EDGE} {at(start)}",
+            f"{TARGET_EDGE} {at(start, TARGET_EDGE_PX)}",
+            f"{TARGET_SHADE} {at(start, TARGET_EDGE_PX)}",
+            f"{TARGET_SHADE} {at(end, -TARGET_EDGE_PX)}",
+            f"{TARGET_EDGE} {at(end, -TARGET_EDGE_PX)}",
+            f"{TARGET_EDGE} {at(end)}",
+            f"{CONTEXT_SHADE} {at(end)}",
+            f"{CONTEXT_SHADE} calc(100% - {right}px)",
+            f"transparent calc(100% - {right}px)",
+        ]
+    )
+    starts = [i for i in range(1, len(groups)) if groups[i] != groups[i - 1]] + [len(groups)]  # the calibration row
+    gaps = [i + 1 for i in starts]  # nth-child is 1-based
+    rules = [
+        f".htx-timeseries .lsf-object {{ padding-left: {ROW_INDENT_PX}px; "
+        f"background: linear-gradient(to right, {band}); }}",
+        f".htx-timeseries-channel svg {{ margin-bottom: -{overlap}px; overflow: visible; pointer-events: none; }}",
+        ".htx-timeseries-channel:nth-last-child(2) svg { margin-bottom: 0; }",  # the last row (the overview follows)
+        f".htx-timeseries-channel clipPath rect {{ y: {EDITOR_PLOT_PAD_PX}px; height: {row_px}px; }}",
+        ".htx-timeseries-channel svg g { pointer-events: auto; }",
+        ".htx-timeseries-overview { display: none; }",
+        ".htx-timeseries-channel svg g[text-anchor=start] { display: none; }",  # the cursor's value on every row
+        ".page-legend h6, .page-legend .ant-typography { font-size: 13px; font-weight: 400; margin: 0; }",
+        ".htx-timeseries-channel svg text[font-weight=bold] { opacity: 1; font-size: 12px; font-weight: 600; "
+        f"fill: #111; text-anchor: end; transform: translate(-16px, {row_px // 2 + 2}px); }}",
+        *(f".htx-timeseries-channel:nth-child({n}) svg {{ margin-top: {GROUP_GAP_PX}px; }}" for n in gaps),
+    ]
+    return "\n".join(f"    {rule}" for rule in rules)
 
 
 def config_channels(label_config: str) -> list[str] | None:
@@ -73,7 +237,11 @@ def config_channels(label_config: str) -> list[str] | None:
         root = ET.fromstring(label_config)
     except ET.ParseError:
         return None
-    return [channel.get("legend") or channel.get("column") or "?" for channel in root.iter("Channel")]
+    return [
+        channel.get("legend") or channel.get("column") or "?"
+        for channel in root.iter("Channel")
+        if channel.get("column") != CALIBRATION_KEY
+    ]
 
 
 def region_result(start_seconds: float, end_seconds: float, label: str, region_id: str) -> dict:

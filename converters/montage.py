@@ -1,4 +1,4 @@
-"""Channel selection and montages: bipolar derivations of adjacent sEEG contacts."""
+"""Montages: bipolar derivations of adjacent sEEG contacts, the scalp "double banana", referential, average."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DATA_CH_TYPES = ("eeg", "seeg", "ecog", "dbs")
-MONTAGES = ("auto", "bipolar", "monopolar", "average")
+MONTAGES = ("auto", "bipolar", "banana", "referential", "monopolar", "average")  # monopolar: same as referential
+# The longitudinal bipolar montage of scalp 10-20 EEG, chain by chain (left/right temporal, left/right
+# parasagittal, midline); each electrode with its alternative name (10-10: T7/T8/P7/P8 for T3/T4/T5/T6).
+DOUBLE_BANANA = (
+    ("Fp1", "F7", "T3", "T5", "O1"),
+    ("Fp2", "F8", "T4", "T6", "O2"),
+    ("Fp1", "F3", "C3", "P3", "O1"),
+    ("Fp2", "F4", "C4", "P4", "O2"),
+    ("Fz", "Cz", "Pz"),
+)
+ALTERNATIVE_NAMES = {"t3": "t7", "t4": "t8", "t5": "p7", "t6": "p8"}
+MIN_BANANA_PAIRS = 4  # fewer derivations than this: the recording is not a 10-20 scalp recording
 
 # "A1", "B'3", "LA10", "TP'12", also "EEG A1-Ref" / "SEEG B'2" after cleaning
 _CONTACT = re.compile(r"^(?P<shaft>[A-Za-z]+'?)\s*(?P<number>\d+)$")
@@ -82,29 +93,68 @@ def bipolar_pairs(ch_names: list[str]) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
+def banana_pairs(ch_names: list[str]) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of the double banana's derivations present in ``ch_names``, chain by chain."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(ch_names):
+        index.setdefault(clean_name(name).lower(), i)
+
+    def find(electrode: str) -> int | None:
+        key = electrode.lower()
+        return index[key] if key in index else index.get(ALTERNATIVE_NAMES.get(key, key))
+
+    pairs: list[tuple[int, int]] = []
+    for chain in DOUBLE_BANANA:
+        for a, b in zip(chain, chain[1:]):
+            first, second = find(a), find(b)
+            if first is not None and second is not None:
+                pairs.append((first, second))
+    return pairs
+
+
 def make_montage(kind: str, ch_names: list[str], ch_types: list[str]) -> Montage:
-    """Build the montage for the picked channels; ``auto`` is bipolar for sEEG, monopolar otherwise."""
+    """Build the montage for the picked channels.
+
+    ``auto`` is the shaft bipolar montage for sEEG, the double banana for scalp 10-20 EEG (at least
+    ``MIN_BANANA_PAIRS`` of its derivations recorded), referential otherwise.
+    """
     if kind not in MONTAGES:
         raise ValueError(f"montage must be one of {', '.join(MONTAGES)}, got {kind!r}")
     n = len(ch_names)
     if kind == "auto":
-        kind = "bipolar" if looks_like_seeg(ch_names, ch_types) else "monopolar"
-    if kind == "monopolar":
+        if looks_like_seeg(ch_names, ch_types):
+            kind = "bipolar"
+        else:
+            kind = "banana" if len(banana_pairs(ch_names)) >= MIN_BANANA_PAIRS else "referential"
+    if kind in ("monopolar", "referential"):
         return Montage("monopolar", list(ch_names), np.eye(n, dtype=np.float32))
     if kind == "average":
         matrix = np.eye(n, dtype=np.float32) - np.float32(1.0 / n)
         return Montage("average", list(ch_names), matrix)
+    if kind == "banana":
+        pairs = banana_pairs(ch_names)
+        if not pairs:
+            raise ValueError(
+                "the double banana needs scalp 10-20 electrodes (Fp1, F7, T3/T7, ..., O2); "
+                f"none of its pairs found among {', '.join(ch_names)}"
+            )
+        return _bipolar("banana", ch_names, pairs)
     pairs = bipolar_pairs(ch_names)
     if not pairs:
         raise ValueError(
             "bipolar montage needs adjacent contacts on one shaft (names like A1, A2, B'3); "
             f"none found among {', '.join(ch_names)}"
         )
-    matrix = np.zeros((len(pairs), n), dtype=np.float32)
+    return _bipolar("bipolar", ch_names, pairs)
+
+
+def _bipolar(kind: str, ch_names: list[str], pairs: list[tuple[int, int]]) -> Montage:
+    """The derivations ``ch_names[i] - ch_names[j]`` of ``pairs``, named ``"i-j"`` with the cleaned names."""
+    matrix = np.zeros((len(pairs), len(ch_names)), dtype=np.float32)
     for row, (i, j) in enumerate(pairs):
         matrix[row, i], matrix[row, j] = 1.0, -1.0
     names = [f"{clean_name(ch_names[i])}-{clean_name(ch_names[j])}" for i, j in pairs]
-    unpaired = sorted(set(range(n)) - {k for pair in pairs for k in pair})
+    unpaired = sorted(set(range(len(ch_names))) - {k for pair in pairs for k in pair})
     if unpaired:
-        logger.info("bipolar montage leaves out unpaired contacts: %s", ", ".join(ch_names[k] for k in unpaired))
-    return Montage("bipolar", names, matrix)
+        logger.info("%s montage leaves out unpaired channels: %s", kind, ", ".join(ch_names[k] for k in unpaired))
+    return Montage(kind, names, matrix)

@@ -43,6 +43,13 @@ META_KEYS = (WINDOW_ID_KEY, STORE_KEY)  # copied from each task's data into its 
 #: Project ordering for active learning: unlabeled tasks with the lowest prediction score first.
 SAMPLING = "Uncertainty sampling"
 
+#: Data Manager columns hidden from the default view: the display series and the bulky or internal ones.
+HIDDEN_COLUMNS = (
+    "data.ts", "data.channels", "data.store", "data.title", "data.duration_seconds",
+    "inner_id", "annotations_ids", "predictions_model_versions", "file_upload", "storage_filename",
+    "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+)  # fmt: skip
+
 _ID_PAGE_SIZE = 1000  # tasks per page when only id + meta are read (40 bytes a task; ~20 s of server time)
 _DATA_PAGE_SIZE = 100  # tasks per page when the data must be read (each carries a time series)
 _LIST_TIMEOUT_SECONDS = 300
@@ -218,8 +225,21 @@ def get_or_create_project(
     except httpx.HTTPError as exc:
         raise StudioError(f"Label Studio at {url}: creating project {title!r} failed: {_server_message(exc)}") from exc
     logger.info("Created Label Studio project %r (id %s)", title, created.id)
-    with _api(client, f"reading project {created.id}"):
-        return client.projects.get(require_id(created.id, f"new project {title!r}")), True
+    project_id = require_id(created.id, f"new project {title!r}")
+    create_reading_view(client, project_id)
+    with _api(client, f"reading project {project_id}"):
+        return client.projects.get(project_id), True
+
+
+def create_reading_view(client: LabelStudio, project_id: int) -> None:
+    """The Data Manager's first tab: what a person reads (patient, time, the model's score and answer, the
+    clinicians' answers), without the raw display series and the other bulky or internal columns."""
+    hidden = [f"tasks:{column}" for column in HIDDEN_COLUMNS]
+    with _api(client, f"creating the Data Manager view of project {project_id}"):
+        client.views.create(
+            project=project_id,
+            data={"title": "Windows", "hiddenColumns": {"explore": hidden, "labeling": hidden}},
+        )
 
 
 def _task_pages(

@@ -11,10 +11,14 @@ from typing import Any
 import numpy as np
 
 from .labelconfig import (
+    CALIBRATION_KEY,
+    CONTEXT_SECONDS,
     EPILEPTIFORM_LABELS,
     TIME_COLUMN,
     TS_NAME,
+    PageLayout,
     channel_key,
+    nice_gain_uv,
     region_result,
     window_result,
 )
@@ -27,6 +31,28 @@ EVENT_MODES = ("none", "predictions", "annotations")
 EVENTS_MODEL_VERSION = "recording-events"
 POINT_EVENT_SECONDS = 0.1  # a marker without duration becomes a region this long, centred on it
 MAX_DISPLAY_POINTS = 50_000  # per task, all channels: the editor stays responsive well below ~1e5
+GAIN_ROBUST_FACTOR = 5.0  # a channel row spans +-5 robust standard deviations of the patient's signal
+CALIBRATION_PULSE_SECONDS = (0.2, 0.7)  # the calibration row's pulse, from the page's start
+
+
+def patient_gain_uv(stores: Sequence[WindowStore]) -> float:
+    """The patient's amplitude scale: the usual EEG gain just above ``GAIN_ROBUST_FACTOR`` times the median robust
+    standard deviation of its channels (over all its recordings), so that background fills a fifth of a row."""
+    if not stores:
+        raise ValueError("an amplitude scale needs at least one window store")
+    scales = np.concatenate([store.channel_scale_uv for store in stores])
+    return nice_gain_uv(GAIN_ROBUST_FACTOR * float(np.median(scales)))
+
+
+def page_layout(
+    stores: Sequence[WindowStore], gain_uv: float | None = None, context_seconds: float = CONTEXT_SECONDS
+) -> PageLayout:
+    """The page every task of a patient shows: its window length, ``context_seconds`` around, one gain
+    (``gain_uv``, default :func:`patient_gain_uv`)."""
+    lengths = {store.window_samples / store.sfreq for store in stores}
+    if len(lengths) != 1:
+        raise ValueError(f"the recordings of one patient have different window lengths: {sorted(lengths)} s")
+    return PageLayout(gain_uv or patient_gain_uv(stores), lengths.pop(), context_seconds)
 
 
 def minmax_decimate(x: np.ndarray, factor: int) -> np.ndarray:
@@ -54,9 +80,7 @@ def event_label(description: str) -> str | None:
     return None
 
 
-def event_results(
-    annotations: Sequence[Annotation], onset: float, duration: float, window_id: str
-) -> list[dict]:
+def event_results(annotations: Sequence[Annotation], onset: float, duration: float, window_id: str) -> list[dict]:
     """Regions for the events overlapping ``[onset, onset + duration)``, plus the window-level choice."""
     results = []
     for k, ann in enumerate(annotations):
@@ -84,12 +108,17 @@ def make_tasks(
     rows: Sequence[int] | None = None,
     events: str = "none",
     max_display_points: int = MAX_DISPLAY_POINTS,
+    layout: PageLayout | None = None,
 ) -> Iterator[dict]:
-    """One task per window (``rows`` of the store's index, all by default)."""
+    """One task per window (``rows`` of the store's index, all by default), showing the window on a page of
+    ``layout`` (default: :func:`page_layout` of this store)."""
     if events not in EVENT_MODES:
         raise ValueError(f"events must be one of {', '.join(EVENT_MODES)}, got {events!r}")
+    layout = layout or page_layout([store])
     picked = np.arange(len(store)) if rows is None else np.asarray(rows)
-    factor = int(np.ceil(store.n_chans * store.window_samples / max_display_points))
+    context_samples = int(round(layout.context_seconds * store.sfreq))
+    page_samples = store.window_samples + 2 * context_samples
+    factor = int(np.ceil(store.n_chans * page_samples / max_display_points))
     annotations = store.annotations() if events != "none" else []
     if events != "none":
         unused = Counter(a.description for a in annotations if event_label(a.description) is None)
@@ -101,8 +130,10 @@ def make_tasks(
     for row in picked:
         window_id = str(store.ids[row])
         onset = float(store.starts[row] / store.sfreq)
-        signal = store.read_windows([window_id], scaled=False)[0]
-        task: dict[str, Any] = {"data": _task_data(store, signal, factor, onset, duration, window_id, start_time)}
+        page_start = int(store.starts[row]) - context_samples
+        page = store.read_span(page_start, page_samples)
+        series = page_series(page, page_start / store.sfreq, store.sfreq, factor, layout.gain_uv)
+        task: dict[str, Any] = {"data": _task_data(store, series, onset, duration, window_id, start_time)}
         task["data"] |= {"patient": patient, "recording": recording, "store": store_key}
         task["data"]["title"] = f"{patient} · {recording} · {_clock(onset)} (+{duration:g} s)"
         if events != "none":
@@ -115,20 +146,28 @@ def make_tasks(
         yield task
 
 
+def page_series(page: np.ndarray, start_seconds: float, sfreq: float, factor: int, gain_uv: float) -> dict:
+    """The display series of a page: each channel clipped to +-``gain_uv`` (flat at the row's edge, never
+    rescaled), decimated by ``factor``, plus the calibration row (a pulse of ``gain_uv``)."""
+    shown = minmax_decimate(np.clip(page, -gain_uv, gain_uv), factor)
+    step = page.shape[1] / sfreq / shown.shape[1]
+    offsets = step * np.arange(shown.shape[1])
+    series = {TIME_COLUMN: np.round(start_seconds + offsets, 4).tolist()}
+    for i, values in enumerate(np.round(shown.astype(np.float64), 1)):
+        series[channel_key(i)] = values.tolist()
+    pulse_start, pulse_end = CALIBRATION_PULSE_SECONDS
+    series[CALIBRATION_KEY] = np.where((offsets >= pulse_start) & (offsets < pulse_end), gain_uv, 0.0).tolist()
+    return series
+
+
 def _task_data(
     store: WindowStore,
-    signal: np.ndarray,
-    factor: int,
+    series: dict,
     onset: float,
     duration: float,
     window_id: str,
     start_time: datetime | None,
 ) -> dict:
-    shown = minmax_decimate(signal, factor)
-    step = duration / shown.shape[1]
-    series = {TIME_COLUMN: np.round(onset + step * np.arange(shown.shape[1]), 4).tolist()}
-    for i, values in enumerate(np.round(shown.astype(np.float64), 1)):
-        series[channel_key(i)] = values.tolist()
     return {
         TS_NAME: series,
         "window_id": window_id,

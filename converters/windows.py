@@ -197,6 +197,15 @@ class WindowStore:
             out /= self.channel_scale_uv[None, :, None]
         return out
 
+    def read_span(self, start: int, n_times: int) -> np.ndarray:
+        """float32 microvolts ``[n_chans, n_times]`` from sample ``start``; zeros where the recording has no samples."""
+        signal = self.file["signal"]
+        out = np.zeros((self.n_chans, n_times), np.float32)
+        first, stop = max(0, start), min(signal.shape[1], start + n_times)
+        if stop > first:
+            out[:, first - start : stop - start] = signal[:, first:stop]
+        return out
+
     def iter_batches(self, batch_size: int = 256, scaled: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
         """All windows in index order, ``batch_size`` at a time, reading contiguous signal once per batch."""
         for first in range(0, len(self), batch_size):
@@ -209,9 +218,7 @@ class WindowStore:
             return []
         return [
             Annotation(float(o), float(d), str(t))
-            for o, d, t in zip(
-                group["onset_seconds"][:], group["duration_seconds"][:], group["description"].asstr()[:]
-            )
+            for o, d, t in zip(group["onset_seconds"][:], group["duration_seconds"][:], group["description"].asstr()[:])
         ]
 
     def close(self) -> None:

@@ -42,8 +42,9 @@ def test_dry_run_writes_tasks_config_and_store(bids_root, tmp_path, capsys):
     assert run_cli(bids_root, "--patient", "P01", "--dry-run", "--out", out, "--store-dir", tmp_path / "s") == 0
     tasks = json.loads(out.read_text())
     assert len(tasks) == SHORT_SECONDS // 2
-    config = out.with_suffix(".xml").read_text()
+    config = (tmp_path / "tasks.label_config.xml").read_text()  # <FILE stem>.label_config.xml, next to FILE
     assert "A1-A2" in config and "B'1-B'2" in config  # bipolar derivations of the sEEG shafts
+    assert 'dataRange="-75,75"' in config  # one amplitude scale, from the patient's robust amplitude
     data = tasks[0]["data"]
     assert data["patient"] == "P01" and data["recording"] == "sub-p01_task-rest_ieeg.edf"
     with WindowStore(tmp_path / "s" / data["store"]) as store:

@@ -102,7 +102,10 @@ def test_bipolar_montage_pairs_adjacent_contacts_of_one_shaft():
     assert parse_contact("B'3").shaft == "B'" and parse_contact("EEG D1-Ref").number == 1
     pairs = bipolar_pairs(names)
     assert [(names[i], names[j]) for i, j in pairs] == [
-        ("A1", "A2"), ("A2", "A3"), ("B'1", "B'2"), ("EEG D1-Ref", "EEG D2-Ref")
+        ("A1", "A2"),
+        ("A2", "A3"),
+        ("B'1", "B'2"),
+        ("EEG D1-Ref", "EEG D2-Ref"),
     ]
     montage = make_montage("auto", names, ["seeg"] * len(names))
     assert montage.ch_names == ["A1-A2", "A2-A3", "B'1-B'2", "D1-D2"]
@@ -110,11 +113,22 @@ def test_bipolar_montage_pairs_adjacent_contacts_of_one_shaft():
     assert montage.apply(x)[:, 0].tolist() == [-1, -1, -1, -1]
 
 
-def test_scalp_eeg_stays_referential_in_auto_mode():
-    names = ["Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2"]
-    assert make_montage("auto", names, ["eeg"] * len(names)).kind == "monopolar"
+def test_scalp_eeg_is_shown_in_the_double_banana_in_auto_mode():
+    names = [f"EEG {name}-REF" for name in
+             ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "T7", "P7", "CZ")]  # fmt: skip
+    montage = make_montage("auto", names, ["eeg"] * len(names))
+    assert montage.kind == "banana"
+    assert montage.ch_names == ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+                                "FP2-F4", "F4-C4", "C4-P4", "P4-O2"]  # fmt: skip
+    x = np.arange(len(names), dtype=np.float32)[:, None]
+    assert montage.apply(x)[0, 0] == 0 - 10  # Fp1 - F7
+    assert make_montage("referential", names, ["eeg"] * len(names)).ch_names == names
+    few = ["Fp1", "Fp2", "Cz"]
+    assert make_montage("auto", few, ["eeg"] * 3).kind == "monopolar"  # not a 10-20 recording: as recorded
     with pytest.raises(ValueError, match="adjacent contacts"):
         make_montage("bipolar", ["Cz", "Pz"], ["eeg", "eeg"])
+    with pytest.raises(ValueError, match="double banana needs"):
+        make_montage("banana", ["A1", "A2"], ["eeg", "eeg"])
 
 
 def test_filter_design_keeps_notch_harmonics_below_nyquist():

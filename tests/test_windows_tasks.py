@@ -5,9 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from converters.labelconfig import WINDOW_CHOICES, config_channels, make_label_config
+from converters.labelconfig import (
+    CALIBRATION_KEY,
+    WINDOW_CHOICES,
+    PageLayout,
+    channel_groups,
+    config_channels,
+    make_label_config,
+    nice_gain_uv,
+    row_height_px,
+)
 from converters.readers.base import Annotation
-from converters.tasks import event_label, make_tasks, minmax_decimate
+from converters.tasks import event_label, make_tasks, minmax_decimate, page_layout, patient_gain_uv
 from converters.windows import (
     StoreWriter,
     WindowParams,
@@ -133,8 +142,9 @@ def test_tasks_carry_display_data_metadata_and_events(tmp_path):
     assert data["onset_time"] == "2024-03-01T22:00:04+00:00"
     assert data["store"] == "P01/rec.h5" and data["channels"] == "A1-A2, A2-A3, A3-A4"
     series = data["ts"]
-    assert set(series) == {"time", "ch0", "ch1", "ch2"}
-    assert series["time"][0] == 4.0 and np.all(np.diff(series["time"]) > 0)
+    assert set(series) == {"time", "ch0", "ch1", "ch2", CALIBRATION_KEY}
+    assert series["time"][0] == 0.0 and np.all(np.diff(series["time"]) > 0)  # the page: 4 s of context each side
+    assert series["time"][-1] == pytest.approx(10.0, abs=0.01)
     results = tasks[2]["annotations"][0]["result"]
     regions = [r for r in results if r["type"] == "timeserieslabels"]
     assert [(r["value"]["start"], r["value"]["end"], r["value"]["timeserieslabels"]) for r in regions] == [
@@ -146,11 +156,36 @@ def test_tasks_carry_display_data_metadata_and_events(tmp_path):
     assert len(json.dumps(tasks[0])) < 200_000
 
 
+def test_a_page_shows_context_at_one_scale_clipped_and_padded_at_the_edges(tmp_path):
+    signal = write_store(tmp_path / "rec.h5", seconds=20)
+    layout = PageLayout(gain_uv=50.0, window_seconds=2.0, context_seconds=4.0)
+    with WindowStore(tmp_path / "rec.h5") as store:
+        first, middle = list(make_tasks(store, patient="P", recording="r", store_key="k", rows=[0, 5], layout=layout))
+    series = middle["data"]["ts"]
+    assert series["time"][0] == 6.0 and len(series["time"]) == 10 * SFREQ  # the window 10-12 s, 6-16 s shown
+    np.testing.assert_allclose(series["ch1"], np.clip(signal[1, 6 * 256 : 16 * 256], -50, 50), atol=0.051)
+    assert max(series["ch1"]) == 50.0 and min(series["ch1"]) == -50.0  # clipped flat, never rescaled
+    assert max(series[CALIBRATION_KEY]) == 50.0 and min(series[CALIBRATION_KEY]) == 0.0  # a pulse of the gain
+    before = first["data"]["ts"]
+    assert before["time"][0] == -4.0 and set(before["ch0"][: 4 * 256]) == {0.0}  # before the recording: flat
+    assert first["data"]["onset_seconds"] == 0.0 and first["data"]["duration_seconds"] == 2.0
+
+
+def test_the_gain_is_a_usual_one_above_the_patients_robust_amplitude(tmp_path):
+    write_store(tmp_path / "rec.h5")  # robust standard deviation 40 uV on every channel
+    with WindowStore(tmp_path / "rec.h5") as store:
+        assert patient_gain_uv([store]) == 200.0  # 5 x 40 uV
+        assert page_layout([store], gain_uv=120.0) == PageLayout(120.0, 2.0)
+    assert [nice_gain_uv(a) for a in (9.0, 66.6, 76.0, 101.0, 1234.0)] == [10.0, 75.0, 100.0, 150.0, 1500.0]
+    with pytest.raises(ValueError, match="gain_uv must be positive"):
+        PageLayout(0.0, 2.0)
+
+
 def test_display_is_decimated_for_long_windows(tmp_path):
     write_store(tmp_path / "rec.h5", n_chans=24, seconds=40, window_seconds=20.0)
     with WindowStore(tmp_path / "rec.h5") as store:
         task = next(make_tasks(store, patient="P", recording="r", store_key="k", max_display_points=50_000))
-    n_points = sum(len(v) for k, v in task["data"]["ts"].items() if k != "time")
+    n_points = sum(len(v) for k, v in task["data"]["ts"].items() if k not in ("time", CALIBRATION_KEY))
     assert 25_000 <= n_points <= 50_000
 
 
@@ -160,10 +195,20 @@ def test_event_labels():
 
 
 def test_label_config_lists_real_channel_names():
-    config = make_label_config(["A1-A2", "B'1-B'2", "TP'3-TP'4"])
-    assert config_channels(config) == ["A1-A2", "B'1-B'2", "TP'3-TP'4"]
-    assert 'column="ch2"' in config and "overviewWidth=\"100%\"" in config
+    config = make_label_config(["A1-A2", "B'1-B'2", "TP'3-TP'4"], PageLayout(75.0, 2.0))
+    assert config_channels(config) == ["A1-A2", "B'1-B'2", "TP'3-TP'4"]  # the calibration row is not a channel
+    assert 'column="ch2"' in config and 'overviewWidth="100%"' in config
+    assert config.count('dataRange="-75,75"') == 4  # three channels and the calibration row: one y range
+    assert 'legend="75 uV"' in config and "calc(98px + 0.400000 * (100% - 118px))" in config  # target at 4-6 s
     for choice in WINDOW_CHOICES:
-        assert f'<Choice value="{choice}"/>' in config
+        assert f'<Choice value="{choice}" hotkey=' in config
     with pytest.raises(ValueError):
         make_label_config([])
+
+
+def test_channels_are_grouped_by_chain_or_shaft_and_rows_fit_the_editor():
+    assert channel_groups(["A1-A2", "A2-A3", "B'1-B'2", "B'2-B'3"]) == [0, 0, 1, 1]
+    assert channel_groups(["Fp1-F7", "F7-T3", "Fp2-F8", "Fz-Cz", "Cz-Pz"]) == [0, 0, 1, 2, 2]
+    assert channel_groups(["A1", "A2", "B1"]) == [0, 0, 1]
+    assert row_height_px(21, 3) * 22 <= 640 and row_height_px(37, 3) == 16
+    assert row_height_px(100, 5) == 16  # beyond 40 channels the page scrolls, rows stay readable
