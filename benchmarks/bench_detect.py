@@ -246,13 +246,17 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (speed_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in result["summary"]:
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for name, color in zip(result["summary"], colors):
         own = [r for r in result["runs"] if r["scorer"] == name]
         hours = [r["hours"] for r in own]
-        speed_ax.plot(hours, [r["seconds_per_hour"] for r in own], "o-", label=name)
-        memory_ax.plot(hours, [r["peak_rss_mb"] for r in own], "o-", label=f"{name}: peak")
-        memory_ax.plot(hours, [r["peak_rss_mb_before_scoring"] for r in own], "x:", label=f"{name}: before scoring")
-    speed_ax.set_ylabel("scoring seconds per hour of recording")
+        speed_ax.plot(hours, [r["seconds_per_hour"] for r in own], "o-", color=color, label=f"{name}: wall")
+        speed_ax.plot(hours, [r["cpu_seconds_per_hour"] for r in own], "x:", color=color, label=f"{name}: CPU")
+        memory_ax.plot(hours, [r["peak_rss_mb"] for r in own], "o-", color=color, label=f"{name}: peak")
+        memory_ax.plot(
+            hours, [r["peak_rss_mb_before_scoring"] for r in own], "x:", color=color, label=f"{name}: before scoring"
+        )
+    speed_ax.set_ylabel("seconds per hour of recording")
     memory_ax.set_ylabel("peak RSS (MB)")
     memory_ax.set_ylim(bottom=0)
     speed_ax.set_ylim(bottom=0)
@@ -261,8 +265,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xlabel(f"recording length (hours, {result['settings']['n_chans']} channels at {SFREQ:g} Hz)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    speed_ax.set_title(f"time ({result['machine']['cpus']} cores)")
-    memory_ax.set_title("memory: the same whatever the length")
+    speed_ax.set_title(f"scoring time ({result['machine']['cpus']} cores shared with other jobs)")
+    memory_ax.set_title("peak resident memory of the scoring process")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
