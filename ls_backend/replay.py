@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -126,8 +127,10 @@ def replay(
     seed: int,
     sfreq: float = 256.0,
     cohort: SpikeDetector | None = None,
+    on_round: Callable[[int, SpikeDetector], None] | None = None,
 ) -> list[RoundResult]:
-    """One learning curve: a :class:`RoundResult` after each round (and at 0 labels when starting from ``cohort``)."""
+    """One learning curve: a :class:`RoundResult` after each round (and at 0 labels when starting from ``cohort``).
+    ``on_round(labels, model)`` sees the serving model after each round (to keep some, e.g. for detection)."""
     check_strategy(strategy)
     settings.check(data.n_pool)
     rng = np.random.default_rng(seed)
@@ -144,6 +147,8 @@ def replay(
         round_seed = seed * 1000 + r
         learned, ranking = replay_round(data, labeled, model, strategy, settings, round_seed, rng, sfreq, reference)
         model = learned.model
+        if on_round is not None:
+            on_round(int(labeled.sum()), model)
         curve.append(
             RoundResult(
                 int(labeled.sum()),
@@ -195,14 +200,28 @@ def replay_round(
 
 
 def converged_reference(data: ReplayData, settings: ReplaySettings, seed: int) -> dict[str, float]:
-    """Test scores of the model trained on every pool label to convergence (the ceiling a strategy should approach).
+    """Test scores of the model trained on every pool label to convergence (the ceiling a strategy should approach;
+    see :func:`fit_converged`). ``held_out_auprc``: the test AUPRC of the probe fit (for comparison)."""
+    start = time.perf_counter()
+    model, probe = fit_converged(data, settings, seed)
+    return {
+        "labels": data.n_pool,
+        "epochs": model.epochs,
+        "probe_epochs": len(probe.history_),
+        "held_out_auprc": test_scores(probe, data)["auprc"],
+        **test_scores(model, data),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def fit_converged(data: ReplayData, settings: ReplaySettings, seed: int) -> tuple[SpikeDetector, SpikeDetector]:
+    """The model trained on every pool label to convergence, and the probe fit that chose its number of epochs.
 
     The number of epochs is chosen on a validation slice: a stratified fifth of the pool is scored after every
     epoch while the rest trains, with ``reference_patience`` epochs of patience and tenfold rate drops
     (:class:`~ls_backend.model.estimator.Plateau`). Then the model is refit on the whole pool for that many epochs
     (the live one-cycle schedule), so the reference neither loses a fifth of its labels nor its best epoch to a
-    noisy validation score. ``held_out_auprc``: the test AUPRC of the first fit (for comparison)."""
-    start = time.perf_counter()
+    noisy validation score."""
     held = validation_rows(data.pool_y, 0, np.random.default_rng(seed))
     train = ~held
     params = {**settings.plan.model, "samples_per_epoch": None, "seed": seed}
@@ -213,14 +232,7 @@ def converged_reference(data: ReplayData, settings: ReplaySettings, seed: int) -
     epochs = best_epoch(probe.history_, minimum=settings.plan.cold_epochs)
     model = SpikeDetector(**params, epochs=epochs)
     model.fit(data.pool_X, data.pool_y, dense_targets=data.pool_dense)
-    return {
-        "labels": data.n_pool,
-        "epochs": epochs,
-        "probe_epochs": len(probe.history_),
-        "held_out_auprc": test_scores(probe, data)["auprc"],
-        **test_scores(model, data),
-        "seconds": time.perf_counter() - start,
-    }
+    return model, probe
 
 
 def best_epoch(history: list[dict], minimum: int = 1) -> int:
