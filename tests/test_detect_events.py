@@ -116,6 +116,7 @@ def test_absent_channels_are_ignored():
 
 def test_short_runs_are_dropped_and_long_runs_split():
     proba, signal = blank(4096)
+    signal[:] = 0  # no deflection anywhere: each event starts where its probability rises
     proba[0, 100:103] = 0.9  # 12 ms: shorter than the 20 ms minimum
     proba[2, 1000 : 1000 + 640] = 0.8  # 2.5 s: cut every second
     events = extract_events(proba, signal, SFREQ, CHANNELS, 0.5)
@@ -164,3 +165,18 @@ def test_blocks_are_checked():
         extractor.feed(Block(200, proba[:, 200:300], signal[:, 200:300]))
     with pytest.raises(ValueError, match="one shape"):
         Block(0, proba, signal[:, :10])
+
+
+def test_a_spike_before_its_slow_wave_is_the_peak_and_the_onset():
+    """Spike-wave: the model fires on the wave after the spike; the spike, sharper, is the event's peak."""
+    proba, signal = blank()
+    t = np.arange(80)
+    signal[1, 620:700] -= 12.0 * np.sin(np.pi * t / 80)  # the slow wave: larger than the spike, smooth
+    signal[1, 598:603] += np.array([-2.0, 4.0, -9.0, 4.0, -2.0], np.float32)  # the spike at 600
+    proba[1, 630:690] = 0.9
+    proba[1, 605:611] = 0.6  # a fragment of the same complex, 20 ms before
+    (event,) = extract_events(proba, signal, SFREQ, CHANNELS, 0.5)
+    assert (event.peak, event.onset) == (600 / SFREQ, 600 / SFREQ)
+    assert event.onset + event.duration == 690 / SFREQ and event.probability == pytest.approx(0.9)
+    for cuts in ([590], [603], [608], [640], [605, 631], [700]):
+        assert streamed(proba, signal, cuts) == [event], cuts
