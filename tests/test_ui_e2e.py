@@ -75,10 +75,9 @@ def expected_next(client: Any, project_id: int, ranking: dict, window_of: dict[i
 
 def drawn_regions_x(page: Any) -> list[float]:
     """Left edges (px, relative to the plot) of the regions drawn over the time series, in order."""
-    page.locator("g.regions rect.region").first.wait_for()
-    return sorted(
-        float(x) for x in page.locator("g.regions rect.region").evaluate_all("rs => rs.map(r => r.x.baseVal.value)")
-    )
+    drawn = page.locator(".htx-timeseries-channel").first.locator("g.regions rect.region, g.brushes rect.selection")
+    drawn.first.wait_for(state="attached")  # the page's style sheet draws them over the rows, not in their own box
+    return sorted(float(x) for x in drawn.evaluate_all("rs => rs.map(r => r.x.baseVal.value)"))
 
 
 def channel_plot(page: Any) -> dict:
