@@ -43,13 +43,16 @@ PSEUDO_POOL = 500  # unlabeled windows offered to pseudo-labelling each round (c
 class Labeled:
     """The labeled windows: ``X`` [n, n_chans, n_times], soft targets ``y`` [n] in [0, 1], ``dense`` [n, n_times]
     per-sample targets (NaN rows where the time course is unknown; None: unknown everywhere), sampled at ``sfreq``;
-    ``ids`` [n] name them for the caller."""
+    ``ids`` [n] name them for the caller; ``weight`` [n] their training weights (None: 1 each, a clinician's window
+    label; less for labels a clinician gave a whole group at once, see :mod:`ls_backend.review.answers`). Only
+    rows of weight 1 are held back for validation."""
 
     X: np.ndarray
     y: np.ndarray
     dense: np.ndarray | None = None
     sfreq: float = 256.0
     ids: np.ndarray | None = None  # where they come from: task ids, or pool indices
+    weight: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -58,7 +61,11 @@ class Labeled:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[mask]
 
-        return Labeled(self.X[mask], self.y[mask], pick(self.dense), self.sfreq, pick(self.ids))
+        return Labeled(self.X[mask], self.y[mask], pick(self.dense), self.sfreq, pick(self.ids), pick(self.weight))
+
+    def full_weight(self) -> np.ndarray:
+        """[n] bool: the rows of weight 1 (every row without ``weight``)."""
+        return np.ones(len(self.y), bool) if self.weight is None else np.asarray(self.weight) >= 1
 
     def id_set(self) -> set:
         """The ``ids`` as a set (empty without ids)."""
@@ -138,7 +145,9 @@ def train_and_validate(
     With unlabeled windows ``X_free`` and labels of both classes, confident ones join training as pseudo-labels
     (recomputed every run, never instead of a human label, never in the validation slice)."""
     hard = is_spike(labeled.y)
-    validation = validation_rows(labeled.y, plan.min_validation, np.random.default_rng(seed))
+    full = labeled.full_weight()
+    validation = np.zeros(len(labeled), bool)
+    validation[full] = validation_rows(labeled.y[full], plan.min_validation, np.random.default_rng(seed))
     train = labeled.rows(~validation)
     init = serving if serving is not None and serving.n_times_ == labeled.X.shape[2] else None
     epochs = plan.warm_epochs if init is not None else plan.cold_epochs
@@ -147,12 +156,20 @@ def train_and_validate(
     both = is_spike(train.y).any() and not is_spike(train.y).all()
     if X_free is not None and len(X_free) and plan.pseudo is not None and both:
         candidate, rounds = fit_with_pseudo_labels(
-            candidate, train.X, train.y, X_free, rounds=1, params=plan.pseudo, init_from=init,
-            dense_targets=train.dense, refit_epochs=plan.warm_epochs,
+            candidate,
+            train.X,
+            train.y,
+            X_free,
+            rounds=1,
+            params=plan.pseudo,
+            sample_weight=train.weight,
+            init_from=init,
+            dense_targets=train.dense,
+            refit_epochs=plan.warm_epochs,
         )
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
     else:
-        candidate.fit(train.X, train.y, dense_targets=train.dense, init_from=init)
+        candidate.fit(train.X, train.y, train.weight, dense_targets=train.dense, init_from=init)
     if validation.any():
         X_val = labeled.X[validation]
         metrics["candidate_auprc"] = auprc(hard[validation], candidate.predict_proba(X_val))
@@ -180,7 +197,7 @@ def cross_validated_auprc(labeled: Labeled, init: SpikeDetector | None, plan: Pl
         held = fold == k
         part = labeled.rows(~held)
         model = SpikeDetector(**{**plan.model, "sfreq": labeled.sfreq, "seed": seed})
-        model.fit(part.X, part.y, dense_targets=part.dense, init_from=init)
+        model.fit(part.X, part.y, part.weight, dense_targets=part.dense, init_from=init)
         proba[held] = model.predict_proba(labeled.X[held])
     return auprc(hard, proba)
 
