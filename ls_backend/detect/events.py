@@ -130,7 +130,7 @@ class EventExtractor:
         self.lookback_samples = round(LOOKBACK_SECONDS * sfreq)
         self.sharpness_samples = max(1, round(SHARPNESS_SECONDS * sfreq))
         self._carry: Block | None = None  # the samples of the event still open
-        self._before = np.zeros((len(self.ch_names), 0), np.float32)  # signal just before the block in hand
+        self._before: np.ndarray = np.zeros((len(self.ch_names), 0), np.float32)  # signal just before the block
         self._pending: Event | None = None  # the last event, until the next one cannot overlap it
         self._next_sample = 0
 
