@@ -112,6 +112,19 @@ def banana_pairs(ch_names: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
+# the bipolar montages: how pairs are found, and what they need
+_PAIRINGS = {
+    "banana": (
+        banana_pairs,
+        "the double banana needs scalp 10-20 electrodes (Fp1, F7, T3/T7, ..., O2); none of its pairs found",
+    ),
+    "bipolar": (
+        bipolar_pairs,
+        "bipolar montage needs adjacent contacts on one shaft (names like A1, A2, B'3); none found",
+    ),
+}
+
+
 def make_montage(kind: str, ch_names: list[str], ch_types: list[str]) -> Montage:
     """Build the montage for the picked channels.
 
@@ -131,21 +144,11 @@ def make_montage(kind: str, ch_names: list[str], ch_types: list[str]) -> Montage
     if kind == "average":
         matrix = np.eye(n, dtype=np.float32) - np.float32(1.0 / n)
         return Montage("average", list(ch_names), matrix)
-    if kind == "banana":
-        pairs = banana_pairs(ch_names)
-        if not pairs:
-            raise ValueError(
-                "the double banana needs scalp 10-20 electrodes (Fp1, F7, T3/T7, ..., O2); "
-                f"none of its pairs found among {', '.join(ch_names)}"
-            )
-        return _bipolar("banana", ch_names, pairs)
-    pairs = bipolar_pairs(ch_names)
+    pairs_of, needs = _PAIRINGS[kind]
+    pairs = pairs_of(ch_names)
     if not pairs:
-        raise ValueError(
-            "bipolar montage needs adjacent contacts on one shaft (names like A1, A2, B'3); "
-            f"none found among {', '.join(ch_names)}"
-        )
-    return _bipolar("bipolar", ch_names, pairs)
+        raise ValueError(f"{needs} among {', '.join(ch_names)}")
+    return _bipolar(kind, ch_names, pairs)
 
 
 def _bipolar(kind: str, ch_names: list[str], pairs: list[tuple[int, int]]) -> Montage:
