@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .montage import parse_contact
+from .montage import clean_name, is_scalp_electrode, parse_contact
 
 TS_NAME = "ts"  # the <TimeSeries> tag and the task data key holding the display series
 TIME_COLUMN = "time"
@@ -34,6 +34,7 @@ ROWS_BUDGET_PX = 640  # the editor's room for traces in a 1600 x 1000 browser wi
 MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (more than 40 channels) the page scrolls, groups kept apart
 GROUP_GAP_PX = 6
 ROW_INDENT_PX = 48  # room for the channel names, left of the editor's own 50-px margin
+CHANNEL_CHOICES_PX = 130  # right of the traces: a selected region's channel checkboxes, one beside each row
 # The editor's fixed margins (its TimeSeries model): around each channel's plot, and inside it above and below the
 # trace (a channel of height H draws its y range on H - 20 px).
 EDITOR_MARGIN_LEFT_PX, EDITOR_MARGIN_RIGHT_PX, EDITOR_MARGIN_TOP_PX, EDITOR_MARGIN_BOTTOM_PX = 50, 20, 20, 30
@@ -92,18 +93,31 @@ def nice_gain_uv(amplitude_uv: float) -> float:
 
 
 def channel_groups(ch_names: list[str]) -> list[int]:
-    """The index of each channel's group: a bipolar chain (``A1-A2, A2-A3``; ``Fp1-F7, F7-T3``) or a shaft."""
+    """The index of each channel's group: a bipolar chain (``A1-A2, A2-A3``; ``Fp1-F7, F7-T3``), a shaft, or the
+    scalp electrodes of a referential montage (``EEG Fp1-Ref, EEG Fp2-Ref``)."""
     groups: list[int] = []
     for i, name in enumerate(ch_names):
-        same = i > 0 and _links(ch_names[i - 1], name)
+        same = i > 0 and _links(clean_name(ch_names[i - 1]), clean_name(name))
         groups.append(groups[-1] if same else (groups[-1] + 1 if groups else 0))
     return groups
 
 
+def page_groups(ch_names: list[str]) -> list[int]:
+    """The groups set apart on the page: :func:`channel_groups`, or a single group when their gaps would push a page
+    that fits without them (up to 40 channels) into scrolling."""
+    groups = channel_groups(ch_names)
+    rows_px = MIN_ROW_PX * (len(ch_names) + 1)
+    if rows_px <= ROWS_BUDGET_PX < rows_px + GROUP_GAP_PX * groups[-1]:
+        return [0] * len(ch_names)
+    return groups
+
+
 def _links(previous: str, name: str) -> bool:
-    """Whether ``name`` continues ``previous``'s chain (bipolar) or shaft (referential)."""
+    """Whether ``name`` continues ``previous``'s chain (bipolar), shaft or scalp montage (referential)."""
     if "-" in previous and "-" in name:
         return previous.split("-", 1)[1] == name.split("-", 1)[0]
+    if is_scalp_electrode(previous) and is_scalp_electrode(name):
+        return True
     before, after = parse_contact(previous), parse_contact(name)
     return before is not None and after is not None and before.shaft == after.shaft
 
@@ -125,7 +139,7 @@ def make_label_config(ch_names: list[str], layout: PageLayout | None = None, cha
     if not ch_names:
         raise ValueError("a label config needs at least one channel")
     layout = layout or PageLayout(DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS)
-    groups = channel_groups(ch_names)
+    groups = page_groups(ch_names)
     row_px = row_height_px(len(ch_names), groups[-1] + 1)
     height = row_px + 2 * EDITOR_PLOT_PAD_PX  # the plot: the row and the editor's padding, which rows overlap
     y_range = f"{-layout.gain_uv:g},{layout.gain_uv:g}"
@@ -227,8 +241,23 @@ def page_style(layout: PageLayout, groups: list[int], row_px: int) -> str:
         ".htx-timeseries-channel svg text[font-weight=bold] { opacity: 1; font-size: 12px; font-weight: 600; "
         f"fill: #111; text-anchor: end; transform: translate(-16px, {row_px // 2 + 2}px); }}",
         *(f".htx-timeseries-channel:nth-child({n}) svg {{ margin-top: {GROUP_GAP_PX}px; }}" for n in gaps),
+        *_channel_choices_style(gaps[:-1], row_px),
     ]
     return "\n".join(f"    {rule}" for rule in rules)
+
+
+def _channel_choices_style(gaps: list[int], row_px: int) -> list[str]:
+    """A selected region's channel checkboxes in a column right of the traces, each beside its channel's row: below
+    the traces they would push a full page into scrolling."""
+    choice = ".page-traces .lsf-choice"
+    return [
+        f".page-traces {{ position: relative; padding-right: {CHANNEL_CHOICES_PX}px; }}",
+        f".page-traces .lsf-choices {{ position: absolute; right: 0; width: {CHANNEL_CHOICES_PX}px; "
+        f"top: {EDITOR_MARGIN_TOP_PX + EDITOR_PLOT_PAD_PX}px; margin: 0; display: block; }}",
+        f"{choice}, {choice}__item, {choice}__checkbox {{ display: flex; align-items: center; height: {row_px}px; "
+        "min-height: 0; margin: 0; padding: 0; font-size: 11px; line-height: 1; white-space: nowrap; }",
+        *(f"{choice}:nth-child({n}) {{ margin-top: {GROUP_GAP_PX}px; }}" for n in gaps),
+    ]
 
 
 def config_channels(label_config: str) -> list[str] | None:

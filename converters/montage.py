@@ -62,6 +62,11 @@ def clean_name(name: str) -> str:
     return _SUFFIX.sub("", _PREFIX.sub("", name.strip())).strip()
 
 
+def is_scalp_electrode(name: str) -> bool:
+    """Whether ``name`` (decorations stripped) is a 10-20 / 10-10 scalp electrode (``EEG Fp1-Ref``, ``T3``)."""
+    return clean_name(name).lower() in _SCALP_10_20
+
+
 def parse_contact(name: str) -> Contact | None:
     """``"B'3"`` -> Contact("B'", 3); None when the name is not shaft + contact number."""
     match = _CONTACT.match(clean_name(name))
@@ -74,7 +79,7 @@ def looks_like_seeg(ch_names: list[str], ch_types: list[str]) -> bool:
     """sEEG/ECoG by type, or names that parse as shaft contacts and are mostly not 10-20 scalp labels."""
     if any(t in ("seeg", "ecog", "dbs") for t in ch_types):
         return True
-    scalp = sum(clean_name(n).lower() in _SCALP_10_20 for n in ch_names)
+    scalp = sum(map(is_scalp_electrode, ch_names))
     return scalp < len(ch_names) / 2 and bool(bipolar_pairs(ch_names))
 
 

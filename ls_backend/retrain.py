@@ -27,7 +27,7 @@ from . import budget
 from .active.ranking import ranking_predictions
 from .config import Settings
 from .failures import clear_failure, record_failure
-from .labels import TaskLabel, fetch_labels
+from .labels import TaskLabel, project_labels
 from .loop import SCORING_BATCH, Labeled, Plan, learn, pseudo_label_pool, rank
 from .model.estimator import SpikeDetector
 from .model.training import dense_targets
@@ -113,10 +113,10 @@ def retrain_project(
 def _run(settings: Settings, registry: ModelRegistry, state: ProjectState, client: Any, strategy: str) -> RetrainResult:
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
     stages = Stages()
-    with stages("labels"):
-        labels = fetch_labels(client, int(state.key))
     with stages("task_index"):
         index = cached_task_index(client, state)
+    with stages("labels"):  # answered tasks, and the task windows that regions drawn in their context label
+        labels = project_labels(client, state, settings.window_store_dir, index)
     if labels:
         result = _retrain(settings, registry, client, state, labels, index, strategy, stages)
     else:

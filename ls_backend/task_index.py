@@ -8,14 +8,18 @@ before loading rows), and the whole list again only when the project's task coun
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from converters import studio
 
 from .project_state import ProjectState, read_json, write_json_atomic
-from .stores import WindowRef
+from .stores import StoreCache, TaskInputError, WindowRef
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,53 @@ def cached_task_index(client: Any, state: ProjectState) -> dict[int, WindowRef]:
             cached = _listed(client, project_id)
         write_json_atomic(path, {"tasks": {str(k): ref and ref.to_dict() for k, ref in cached.items()}})
     return {task_id: ref for task_id, ref in cached.items() if ref is not None}
+
+
+@dataclass(frozen=True)
+class TaskWindow:
+    """A window that is a task of the project: its task id, store key, window id and onset in its recording."""
+
+    task_id: int
+    store: str
+    window_id: str
+    onset_seconds: float
+
+
+class TaskWindows:
+    """The windows of a project's tasks placed in time, store by store (read from each store's window index on first
+    use): which task windows a span of a recording overlaps."""
+
+    def __init__(self, index: Mapping[int, WindowRef], stores: StoreCache):
+        self.stores = stores
+        self.by_store: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for task_id, ref in index.items():
+            self.by_store[ref.store].append((task_id, ref.window_id))
+        self._placed: dict[str, tuple[list[TaskWindow], np.ndarray, float]] = {}
+
+    def overlapping(self, store: str, start: float, end: float) -> list[TaskWindow]:
+        """The task windows of ``store`` that ``[start, end)`` (recording seconds) overlaps, in time order."""
+        windows, onsets, seconds = self._place(store)
+        hits = np.flatnonzero((onsets < end) & (onsets + seconds > start))
+        return [windows[k] for k in hits]
+
+    def _place(self, key: str) -> tuple[list[TaskWindow], np.ndarray, float]:
+        if key not in self._placed:
+            self._placed[key] = self._read(key) if key in self.by_store else ([], np.empty(0), 0.0)
+        return self._placed[key]
+
+    def _read(self, key: str) -> tuple[list[TaskWindow], np.ndarray, float]:
+        tasks = self.by_store[key]
+        store = self.stores.get(key, tasks[0][0])
+        try:
+            rows = store.rows([window_id for _, window_id in tasks])
+        except KeyError as err:
+            raise TaskInputError(f"tasks of store {key!r}: {err.args[0]}") from None
+        onsets = store.starts[rows] / store.sfreq
+        windows = sorted(
+            (TaskWindow(task_id, key, window_id, float(onset)) for (task_id, window_id), onset in zip(tasks, onsets)),
+            key=lambda window: window.onset_seconds,
+        )
+        return windows, np.array([w.onset_seconds for w in windows]), store.window_samples / store.sfreq
 
 
 def _parse(entries: Mapping) -> Index:

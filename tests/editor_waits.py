@@ -45,3 +45,48 @@ def wait_for_new_task(page: Any, previous: int | None = None, timeout_ms: float 
         return int(page.wait_for_function(_NEW_TASK_ID, arg=previous, timeout=timeout_ms).json_value())
     except PlaywrightTimeout:
         pytest.fail(f"no new task opened in the editor at {page.url}; console errors: {page.console_errors}")
+
+
+# Per channel row: the plot's box, the drawn trace's y extent in plot coordinates, the legend's box and whether
+# anything covers the legend's middle.
+_ROWS = """() => [...document.querySelectorAll('.htx-timeseries-channel')].map(channel => {
+  const plot = channel.querySelector('rect.overlay').getBoundingClientRect();
+  const ys = [...channel.querySelectorAll('g[clip-path] path')].flatMap(path =>
+    ((path.getAttribute('d') || '').match(/[ML][^ML]*/g) || []).map(step => +step.slice(1).split(',')[1]));
+  const legend = channel.querySelector('text[font-weight=bold]');
+  const box = legend.getBoundingClientRect();
+  const covering = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {plot: {x: plot.x, y: plot.y, width: plot.width, height: plot.height}, low: Math.min(...ys),
+          high: Math.max(...ys), name: legend.textContent, top: box.top, bottom: box.bottom, left: box.left,
+          right: box.right, readable: covering === legend || legend.contains(covering)};
+})"""
+
+
+def channel_rows(page: Any) -> list[dict]:
+    """Each channel row of the open task, top to bottom (the calibration row last): ``plot`` (its box), ``low`` and
+    ``high`` (the trace's y extent in plot coordinates), ``name``, the name's box and ``readable`` (nothing over it)."""
+    return page.evaluate(_ROWS)
+
+
+def assert_names_on_screen(page: Any, rows: list[dict], shot: Any) -> None:
+    """Every channel name legible in the viewport without scrolling: inside it, left of its trace, nothing over it."""
+    viewport = page.viewport_size
+    for row in rows:
+        assert row["readable"], f"{row['name']} is covered ({shot})"
+        assert row["left"] >= 0 and row["right"] <= min(viewport["width"], row["plot"]["x"]), (row, shot)
+        assert row["top"] >= 0 and row["bottom"] <= viewport["height"], f"{row['name']} is off screen ({shot})"
+    assert page.evaluate("() => document.scrollingElement.scrollTop") == 0
+
+
+# The channel checkboxes of the selected region (right of the traces): each one's channel name and box.
+_CHECKBOXES = """() => [...document.querySelectorAll('.page-traces .lsf-choice__checkbox')].map(label => {
+  const hint = label.querySelector('sup');
+  const box = label.querySelector('input').getBoundingClientRect();
+  return {name: label.textContent.replace(hint ? hint.textContent : '', '').trim(), x: box.x, y: box.y,
+          width: box.width, height: box.height};
+})"""
+
+
+def channel_checkboxes(page: Any) -> list[dict]:
+    """The selected region's channel checkboxes, in order: ``name`` (without its hotkey hint) and box."""
+    return page.evaluate(_CHECKBOXES)

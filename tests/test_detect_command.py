@@ -258,9 +258,9 @@ def test_labels_of_the_detected_stores_are_fetched(no_scoring, tmp_path, stores,
               label(1.0, window_id="elsewhere-000000000-2000")]  # fmt: skip
     asked = []
     monkeypatch.setattr(command.studio, "connect", lambda url, key: "client")
-    monkeypatch.setattr(command, "fetch_labels", lambda client, project: asked.append((client, project)) or labels)
+    monkeypatch.setattr(command, "project_labels", lambda client, state, _: asked.append((client, state.key)) or labels)
     planned = plan(str(store_path), "--project", "5")  # labels by default with a project and an API key
-    assert asked == [("client", 5)]
+    assert asked == [("client", "5")]
     assert planned.labels == {store_path: labels[:2]} and planned.n_labels == 2
     assert plan(str(store_path), "--project", "5", "--no-labels").labels is None
 
@@ -449,7 +449,7 @@ def test_a_project_run_applies_its_labels_and_tells_the_page(patient, tmp_path, 
         TaskLabel(2, ids[quiet], "P01/night1.h5", starts[quiet], 0.0),
     ]
     monkeypatch.setattr(command.studio, "connect", lambda url, key: "client")
-    monkeypatch.setattr(command, "fetch_labels", lambda client, project: labels)
+    monkeypatch.setattr(command, "project_labels", lambda client, state, store_dir: labels)
     assert main([str(store), "--project", "6", "--threshold", "0.5"]) == 0
     state = registry.state(6)
     out = state.dir / "detections"

@@ -2,17 +2,20 @@
 
 For the demo patient (21 bipolar channels) and a 37-channel one: every channel name is on screen without scrolling,
 every channel is drawn on the same y range, the target window is shaded apart from its context, the pre-annotated
-regions are drawn where they are, the hotkeys answer, and the console stays clean.
+regions are drawn where they are, the hotkeys answer, and the console stays clean. For a real clinical scalp EDF+
+(skipped without the real recordings): the double banana made from its referential names, and every channel name
+on screen, in the double banana and in the referential montage.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from editor_waits import wait_for_traces
+from editor_waits import assert_names_on_screen, channel_checkboxes, channel_rows, wait_for_traces
 from helpers import save_screenshot
 
 import converters.cli as cli
@@ -22,6 +25,7 @@ from converters.labelconfig import (
     TARGET_SHADE,
     WINDOW_HOTKEYS,
     channel_key,
+    config_channels,
 )
 from converters.synthetic import PATIENTS, with_n_channels, write_bids
 from converters.tasks import EVENTS_MODEL_VERSION
@@ -29,29 +33,22 @@ from converters.tasks import EVENTS_MODEL_VERSION
 pytest.importorskip("playwright")
 
 SECONDS = 120
+CLINICAL_EDF = Path("mne-testing-data", "EDF", "chtypes_edf.edf")  # Nihon Kohden export: 42 channels, 200 Hz, 5 s
+CLINICAL_BANANA = ["Fp1-F7", "F7-T7", "T7-P7", "P7-O1", "Fp2-F8", "F8-T8", "T8-P8", "P8-O2", "Fp1-F3", "F3-C3",
+                   "C3-P3", "P3-O1", "Fp2-F4", "F4-C4", "C4-P4", "P4-O2", "Fz-Cz", "Cz-Pz"]  # fmt: skip
 PIXEL_TOLERANCE = 1.0
 COLOR_TOLERANCE = 12  # per RGB component (the screenshot is anti-aliased)
 
-# Per channel row: the plot's box, the drawn trace's y extent in plot coordinates, the legend's box.
-_ROWS = """() => [...document.querySelectorAll('.htx-timeseries-channel')].map(channel => {
-  const plot = channel.querySelector('rect.overlay').getBoundingClientRect();
-  const ys = [...channel.querySelectorAll('g[clip-path] path')].flatMap(path =>
-    ((path.getAttribute('d') || '').match(/[ML][^ML]*/g) || []).map(step => +step.slice(1).split(',')[1]));
-  const legend = channel.querySelector('text[font-weight=bold]');
-  const box = legend.getBoundingClientRect();
-  const covering = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
-  return {plot: {x: plot.x, y: plot.y, width: plot.width, height: plot.height}, low: Math.min(...ys),
-          high: Math.max(...ys), name: legend.textContent, top: box.top, bottom: box.bottom, left: box.left,
-          right: box.right, readable: covering === legend || legend.contains(covering)};
-})"""
 
-
-def import_project(label_studio: Any, studio_client: Any, source: Path, patient: str, store_dir: Path) -> int:
-    """``python -m converters.import`` with the recording's events as pre-annotations, shown in the project."""
+def import_project(
+    label_studio: Any, studio_client: Any, source: Path, patient: str, store_dir: Path, *options: str
+) -> int:
+    """``python -m converters.import`` (with ``options``) with the recording's events as pre-annotations, shown in
+    the project."""
     title = f"View {patient} {uuid.uuid4().hex[:6]}"
     args = [str(source), "--patient", patient, "--project", title, "--url", label_studio.url,
             "--api-key", label_studio.token, "--store-dir", str(store_dir), "--events", "predictions",
-            "--max-windows", "12"]  # fmt: skip
+            "--max-windows", "12", *options]  # fmt: skip
     assert cli.main(args) == 0
     project_id = next(p.id for p in studio_client.projects.list(title=title) if p.title == title)
     studio_client.projects.update(id=project_id, model_version=EVENTS_MODEL_VERSION)
@@ -93,7 +90,7 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
     page.goto(f"{label_studio.url}/projects/{project_id}/data?task={task.id}")
     wait_for_traces(page, len(names) + 1)  # and the calibration row
     page.locator("g.regions rect.region, .htx-timeseries-channel g.brushes rect").first.wait_for()
-    rows = page.evaluate(_ROWS)
+    rows = channel_rows(page)
     if n_contacts == 24:  # the demo patient's page is the docs' screenshot
         shot = save_screenshot(page, "labeling-editor", tmp_path)
     else:
@@ -101,13 +98,8 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
         page.screenshot(path=shot)
 
     # Every channel name, legible (nothing over it) in the viewport, without scrolling.
-    viewport = page.viewport_size
     assert [row["name"] for row in rows[:-1]] == names
-    for row in rows:
-        assert row["readable"], f"{row['name']} is covered ({shot})"
-        assert row["left"] >= 0 and row["right"] <= viewport["width"], row
-        assert row["top"] >= 0 and row["bottom"] <= viewport["height"], f"{row['name']} is off screen ({shot})"
-    assert page.evaluate("() => document.scrollingElement.scrollTop") == 0
+    assert_names_on_screen(page, rows, shot)
 
     # One y range: each trace's lowest and highest point sit where the common scale puts them.
     gain = max(data["ts"]["cal"])  # the calibration pulse is the gain
@@ -150,4 +142,59 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
     page.keyboard.press("3")
     selected = page.locator(".lsf-labels [class*=selected]").all_inner_texts()
     assert any("Artifact" in text for text in selected), selected
+    page.keyboard.press("3")  # unpicked again: a click now selects a region instead of drawing one
+
+    # A selected region shows its channel checkboxes, each right of its channel's row; nothing moves or scrolls.
+    region = drawn.first.bounding_box()
+    page.mouse.click(region["x"] + region["width"] / 2, plot["y"] + plot["height"] / 2)
+    page.locator(".page-traces .lsf-choice__checkbox").nth(len(names) - 1).wait_for()
+    selected_shot = tmp_path / f"selected-{n_contacts}.png"
+    page.screenshot(path=selected_shot)
+    assert channel_rows(page) == rows
+    assert_names_on_screen(page, rows, selected_shot)
+    boxes = channel_checkboxes(page)
+    assert [box["name"] for box in boxes] == names
+    for row, box in zip(rows, boxes):
+        top = row["plot"]["y"] + EDITOR_PLOT_PAD_PX
+        assert top <= box["y"] + box["height"] / 2 <= top + row["plot"]["height"] - 2 * EDITOR_PLOT_PAD_PX, (row, box)
+        assert box["x"] >= row["plot"]["x"] + row["plot"]["width"], (box, selected_shot)
+    assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"
+
+
+@pytest.fixture(scope="session")
+def clinical_edf(real_data_dir: Path | None) -> Path:
+    """The real clinical scalp EDF+: a Nihon Kohden export, 42 channels named like ``EEG Fp1-Ref`` (EEG, ECG, SaO2,
+    DC), an event "high amp RDA F4, C4"."""
+    if real_data_dir is None or not (real_data_dir / CLINICAL_EDF).is_file():
+        pytest.skip(f"the real recordings folder (SPIKE_AL_REAL_DATA) is absent, or lacks {CLINICAL_EDF}")
+    return real_data_dir / CLINICAL_EDF
+
+
+def test_a_real_clinical_export_is_shown_in_the_double_banana(clinical_edf, tmp_path):
+    out = tmp_path / "tasks.json"
+    args = [str(clinical_edf), "--patient", "NK", "--dry-run", "--out", str(out), "--store-dir", str(tmp_path / "s")]
+    assert cli.main(args) == 0
+    tasks = json.loads(out.read_text())
+    assert [task["data"]["channels"].split(", ") for task in tasks] == [CLINICAL_BANANA] * 2  # two 2-s windows
+    assert config_channels(cli.label_config_path(out).read_text()) == CLINICAL_BANANA
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("montage, n_channels", [("auto", 18), ("referential", 38)], ids=["banana", "referential"])
+def test_a_real_clinical_export_shows_every_channel_name(
+    clinical_edf, montage, n_channels, label_studio, studio_client, studio_page, tmp_path
+):
+    stores = tmp_path / "stores"
+    project_id = import_project(label_studio, studio_client, clinical_edf, "NK", stores, "--montage", montage)
+    task = next(iter(studio_client.tasks.list(project=project_id, fields="all")))
+    names = task.data["channels"].split(", ")
+    assert len(names) == n_channels and (montage == "auto") == (names == CLINICAL_BANANA)
+    page = studio_page
+    page.goto(f"{label_studio.url}/projects/{project_id}/data?task={task.id}")
+    wait_for_traces(page, len(names) + 1)  # and the calibration row
+    rows = channel_rows(page)
+    shot = tmp_path / f"clinical-{montage}.png"
+    page.screenshot(path=shot)
+    assert [row["name"] for row in rows[:-1]] == names
+    assert_names_on_screen(page, rows, shot)
     assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"

@@ -13,6 +13,7 @@ from converters.labelconfig import (
     config_channels,
     make_label_config,
     nice_gain_uv,
+    page_groups,
     row_height_px,
 )
 from converters.readers.base import Annotation
@@ -210,5 +211,11 @@ def test_channels_are_grouped_by_chain_or_shaft_and_rows_fit_the_editor():
     assert channel_groups(["A1-A2", "A2-A3", "B'1-B'2", "B'2-B'3"]) == [0, 0, 1, 1]
     assert channel_groups(["Fp1-F7", "F7-T3", "Fp2-F8", "Fz-Cz", "Cz-Pz"]) == [0, 0, 1, 2, 2]
     assert channel_groups(["A1", "A2", "B1"]) == [0, 0, 1]
+    referential = ["EEG Fp1-Ref", "EEG Fp2-Ref", "EEG F3-Ref", "EEG Cz-Ref", "POL PG1", "POL PG2", "POL E"]
+    assert channel_groups(referential) == [0, 0, 0, 0, 1, 1, 2]  # the scalp electrodes together, then shafts
+    unchained = [f"A{k}-B{k}" for k in range(37)]  # 37 groups of one: their gaps would not fit, so none is drawn
+    assert channel_groups(unchained) == list(range(37)) and page_groups(unchained) == [0] * 37
+    more = [f"A{k}-B{k}" for k in range(41)]  # beyond 40 channels the page scrolls anyway: groups stay apart
+    assert page_groups(more) == channel_groups(more)
     assert row_height_px(21, 3) * 22 <= 640 and row_height_px(37, 3) == 16
     assert row_height_px(100, 5) == 16  # beyond 40 channels the page scrolls, rows stay readable

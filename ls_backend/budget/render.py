@@ -54,6 +54,7 @@ def key_numbers(status: BudgetStatus, assessment: Assessment) -> list[tuple[str,
         ("Labels remaining", remaining),
         ("Clinician time", f"{duration(status.seconds)} ({per_label} per label)"),
         ("Windows labeled", str(status.labeled_windows)),
+        ("Labels from context", f"{status.context_windows} windows (spikes drawn in other tasks' context, free)"),
         ("Spike windows found", str(status.spike_windows)),
         ("Model quality (AUPRC, 0-1)", f"{quality} (target {status.target_score:.2f})"),
         ("Labels to reach the target", estimate_text(assessment)),
@@ -66,9 +67,10 @@ def what_labels_bought(status: BudgetStatus, assessment: Assessment) -> str:
         if assessment.latest_score is None
         else (f"a model of quality {assessment.latest_score:.2f}")
     )
+    context = f" ({status.context_windows} of them from context)" if status.context_windows else ""
     return (
         f"{status.spent} labels ({duration(status.seconds)} of clinician time) bought {status.spike_windows} spike "
-        f"windows found among {status.labeled_windows} windows labeled, and {quality}."
+        f"windows found among {status.labeled_windows} windows labeled{context}, and {quality}."
     )
 
 

@@ -2,7 +2,10 @@
 
 A *label* is one clinician's submitted (not cancelled) answer on one window, so two clinicians answering the same
 window spend two labels. The labels counted are the ones the training uses (:func:`ls_backend.labels.task_label`:
-an annotation whose only answer is an unknown choice is none), and a window is a spike window by the validation's
+an annotation whose only answer is an unknown choice is none). Windows labeled by a spike region drawn in another
+task's context (:func:`ls_backend.labels.context_labels`) are windows labeled, reported apart as *labels from
+context*, and spend nothing: the clinician's decision was counted once, as the answer on the task it was drawn in.
+A window is a spike window by the validation's
 rule (:func:`ls_backend.labels.is_spike`: "Unsure" counts half a spike). Time is Label Studio's ``lead_time`` of each
 annotation. Quality is the held-back validation AUPRC that each promoted model version recorded in the registry
 (versions trained on fewer than ``MIN_VALIDATION`` labels have none and are left out of the curve).
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..labels import TaskLabel, fetch_labels, is_spike
+from ..labels import TaskLabel, is_spike, project_labels
 from ..project_state import SPENT_SUFFIX, project_key, write_json_atomic
 from ..registry import ModelRegistry
 from .plan import Budget, load_budget
@@ -58,6 +61,7 @@ class BudgetStatus:
     quality: list[dict] = field(default_factory=list)
     version: str | None = None
     made_at: float = field(default_factory=time.time)
+    context_windows: int = 0  # of the labeled windows, those labeled from context (no label spent on them)
 
     @property
     def remaining(self) -> int | None:
@@ -118,6 +122,7 @@ def compute_status(
         clinicians=clinicians,
         quality=quality_points(history),
         version=history[-1]["version"] if history else None,
+        context_windows=sum(label.from_context for label in labels),
     )
 
 
@@ -152,9 +157,10 @@ def collect_status(
     """Read the project's annotations (unless given), users and model history, and compute its status."""
     key = project_key(project)
     title = client.projects.get(id=int(key)).title  # an unknown project fails here, before the long reads
-    labels = fetch_labels(client, int(key)) if labels is None else labels
+    registry = ModelRegistry(settings.model_dir)
+    labels = project_labels(client, registry.state(key), settings.window_store_dir) if labels is None else labels
     names = {int(u.id): str(u.email or u.username) for u in client.users.list()}
-    history = ModelRegistry(settings.model_dir).history(key)
+    history = registry.history(key)
     return compute_status(key, title, load_budget(settings, key), labels, history, names)
 
 

@@ -25,10 +25,11 @@ from converters import studio
 from converters.windows import WindowStore
 
 from ..config import Settings
-from ..labels import TaskLabel, fetch_labels
+from ..labels import TaskLabel, project_labels
 from ..model.checkpoints import CheckpointError
 from ..project_state import COLD_START_VERSION, ProjectState
 from ..registry import ModelRegistry
+from ..stores import TaskInputError
 from .events import Event
 from .exports import (
     OutputExistsError,
@@ -339,9 +340,11 @@ def fetch_store_labels(settings: Settings, state: ProjectState, stores: list[Pat
     hint = "check LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or detect without labels (--no-labels)"
     try:
         client = studio.connect(settings.label_studio_url, settings.label_studio_api_key)
-        labels = fetch_labels(client, int(state.key))
+        labels = project_labels(client, state, settings.window_store_dir)
     except studio.StudioError as err:
         raise UsageError(f"{err}; {hint}") from None
+    except TaskInputError as err:  # a store that labels drawn in context fall in cannot be read
+        raise UsageError(f"project {state.key}: {err}") from None
     except ApiError as err:
         raise UsageError(
             f"Label Studio at {settings.label_studio_url}: reading the labels of project {state.key} failed "
