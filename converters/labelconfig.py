@@ -162,7 +162,7 @@ def make_label_config(ch_names: list[str], layout: PageLayout | None = None, cha
     )
     attribution = ""
     if channel_attribution:
-        per_region = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in ch_names)
+        per_region = "\n".join(f"    <Choice {_choice_attributes(name)}/>" for name in ch_names)
         attribution = (
             f'  <Choices name="{CHANNELS_NAME}" toName="{TS_NAME}" perRegion="true" choice="multiple" '
             f'showInline="true">\n{per_region}\n  </Choices>\n'
@@ -244,6 +244,19 @@ def page_style(layout: PageLayout, groups: list[int], row_px: int) -> str:
         *_channel_choices_style(gaps[:-1], row_px),
     ]
     return "\n".join(f"    {rule}" for rule in rules)
+
+
+FULLWIDTH_DOLLAR = "\uff04"
+
+
+def _choice_attributes(name: str) -> str:
+    """A channel's ``<Choice>`` attributes. Label Studio reads ``$x`` in a value as the task's field ``x`` (Nihon
+    Kohden's ``POL $A1`` would show "POL undefined"): such a name is shown with a full-width dollar sign and kept,
+    as the alias, in annotations and pre-annotations."""
+    if "$" not in name:
+        return f"value={quoteattr(name)}"
+    shown = name.replace("$", FULLWIDTH_DOLLAR)
+    return f"value={quoteattr(shown)} alias={quoteattr(name)}"
 
 
 def _channel_choices_style(gaps: list[int], row_px: int) -> list[str]:

@@ -22,6 +22,7 @@ import converters.cli as cli
 from converters.labelconfig import (
     CONTEXT_SHADE,
     EDITOR_PLOT_PAD_PX,
+    FULLWIDTH_DOLLAR,
     TARGET_SHADE,
     WINDOW_HOTKEYS,
     channel_key,
@@ -197,4 +198,7 @@ def test_a_real_clinical_export_shows_every_channel_name(
     page.screenshot(path=shot)
     assert [row["name"] for row in rows[:-1]] == names
     assert_names_on_screen(page, rows, shot)
+    # the channel checkboxes name every channel, "POL $A1" too (Label Studio reads "$A1" as a task field)
+    shown = [box["name"].replace(FULLWIDTH_DOLLAR, "$") for box in channel_checkboxes(page)]
+    assert shown == names, f"channel checkboxes {shown}"
     assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"
