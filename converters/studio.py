@@ -47,7 +47,8 @@ SAMPLING = "Uncertainty sampling"
 HIDDEN_COLUMNS = (
     "data.ts", "data.channels", "data.store", "data.title", "data.duration_seconds",
     "inner_id", "annotations_ids", "predictions_model_versions", "file_upload", "storage_filename",
-    "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+    "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists", "annotations_results",
+    "predictions_results",
 )  # fmt: skip
 
 _ID_PAGE_SIZE = 1000  # tasks per page when only id + meta are read (40 bytes a task; ~20 s of server time)
