@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.montage import _SCALP_10_20, clean_name, make_montage, parse_contact
+from converters.montage import clean_name, is_scalp_electrode, make_montage, parse_contact
 from converters.windows import WindowStore
 
 from .. import __version__
@@ -187,21 +187,21 @@ def shaft_of(channel: str, scalp: bool = True) -> str:
     (only with ``scalp``: in an sEEG recording ``"C3-C4"`` is contact 3 of shaft C); a name that is no contact is
     its own group."""
     first = _first_contact(channel)
-    if scalp and first.lower() in _SCALP_10_20:
+    if scalp and is_scalp_electrode(first):
         return SCALP_SHAFT
     if parse_contact(first) is None:
         return channel
-    return first.rstrip("0123456789").strip()
+    return first.rstrip("0123456789").strip()  # as the recording spells it (parse_contact upper-cases)
 
 
 def shafts_of(ch_names: list[str]) -> dict[str, str]:
     """The shaft of every channel of one recording. A 10-20 name is scalp unless its shaft has other contacts in the
     recording (so a shaft C of ten contacts is not split at the 10-20 names C3 and C4)."""
-    by_prefix: dict[str, set[bool]] = defaultdict(set)
-    for contact in (clean_name(part) for name in ch_names for part in name.split("-")):
-        if parse_contact(contact) is not None:
-            by_prefix[shaft_of(contact, scalp=False)].add(contact.lower() in _SCALP_10_20)
-    return {name: shaft_of(name, scalp=by_prefix.get(shaft_of(name, scalp=False)) == {True}) for name in ch_names}
+    by_shaft: dict[str, set[bool]] = defaultdict(set)
+    for part in (clean_name(part) for name in ch_names for part in name.split("-")):
+        if parse_contact(part) is not None:
+            by_shaft[shaft_of(part, scalp=False)].add(is_scalp_electrode(part))
+    return {name: shaft_of(name, scalp=by_shaft.get(shaft_of(name, scalp=False)) == {True}) for name in ch_names}
 
 
 def _first_contact(channel: str) -> str:
