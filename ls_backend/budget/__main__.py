@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from label_studio_sdk.core.api_error import ApiError
 from redis.exceptions import RedisError
 
 from converters import studio
 
+from ..cli import OneLineParser
 from ..config import Settings
 from ..jobs import RetrainQueue, rq_dispatch
 from ..project_state import project_key
@@ -27,11 +28,6 @@ from .render import assessment_of, text_table
 
 class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
 
 from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 from converters import studio
 from converters.windows import WindowStore
 
+from ..cli import OneLineParser
 from ..config import Settings
 from ..labels import TaskLabel, project_labels
 from ..model.checkpoints import CheckpointError
@@ -75,11 +75,6 @@ for MNE and EDFbrowser, spike_rates.tsv, report.png; a rerun on the same folder 
 
 class UsageError(ValueError):
     """Bad input: reported as one line on stderr, exit code 2, before anything is scored or written."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
