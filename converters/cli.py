@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the tasks as a JSON file, and the labeling config next to it as <stem>.label_config.xml",
     )
     parser.add_argument("--jobs", type=int, default=1, help="recordings converted in parallel (default 1)")
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="convert on the backend's RQ workers (python -m ls_backend.worker), one job per recording; the "
+        "workers must see the recordings and --store-dir at the same paths",
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="Redis of --queue (env REDIS_URL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser.add_argument("--version", action="version", version=f"converters {__version__}")
     return parser
@@ -337,10 +344,29 @@ def _keep_copy(path: Path) -> Path:
 def _convert_all(sources, store_paths, args, params, window_params, reader_options) -> list[StoreInfo]:
     channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
     jobs = [(s, p, params, window_params, channels, reader_options) for s, p in zip(sources, store_paths)]
+    if args.queue:
+        return _convert_on_queue(jobs, args.redis_url)
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             return list(pool.map(_convert_job, jobs))
     return [_convert_job(job) for job in jobs]
+
+
+def _convert_on_queue(jobs: list[tuple], redis_url: str | None) -> list[StoreInfo]:
+    """Each conversion as a job on the workers' conversion queue (absolute paths: a worker runs elsewhere)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from .queued import CONVERT_QUEUE_NAME, QueuedJobError, run_jobs
+
+    if not redis_url:
+        raise ImportError_("--queue needs the workers' Redis: set REDIS_URL or pass --redis-url")
+    jobs = [(Path(source).resolve(), Path(store).resolve(), *rest) for source, store, *rest in jobs]
+    try:
+        return run_jobs(redis_url, CONVERT_QUEUE_NAME, convert_recording, jobs, [str(j[0]) for j in jobs], "conversion")
+    except QueuedJobError as err:
+        raise ImportError_(str(err)) from None
+    except RedisConnectionError as err:
+        raise ImportError_(f"--queue: cannot reach Redis at {redis_url} ({err})") from None
 
 
 def _convert_job(job: tuple) -> StoreInfo:

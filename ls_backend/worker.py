@@ -1,7 +1,8 @@
 """Retraining workers through RQ: ``python -m ls_backend.worker`` (when ``REDIS_URL`` is set).
 
 Workers also take the whole-recording detection jobs of ``python -m ls_backend.detect --queue`` (queue
-``spike-al-detect``, after any retraining waiting, see :mod:`ls_backend.detect.queue`).
+``spike-al-detect``) and the conversions of ``python -m converters.import --queue`` (queue ``spike-al-convert``),
+after any retraining waiting (see :mod:`converters.queued`).
 
 The web processes still write the retraining marker in ``MODEL_DIR/<project>/`` (what was acknowledged), then enqueue
 one job per project: a Redis key per project keeps a burst of webhooks to one queued job, and is released just before
@@ -19,6 +20,8 @@ from functools import cache
 
 from redis import Redis
 from rq import Queue, Retry, SimpleWorker
+
+from converters.queued import CONVERT_QUEUE_NAME
 
 from .config import Settings
 from .jobs import RetrainQueue
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ls_backend.worker",
         description="Run the retraining jobs queued in Redis by the ML backend, and the detection jobs of "
-        "python -m ls_backend.detect --queue (settings from the environment: "
+        "python -m ls_backend.detect --queue and the conversions of python -m converters.import --queue "
+        "(settings from the environment: "
         "REDIS_URL, MODEL_DIR, WINDOW_STORE_DIR, LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY; see README).",
     )
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -101,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     queue, dispatcher = _worker_state()
     for key in queue.pending():  # acknowledged before a crash or a Redis restart
         dispatcher(key)
-    detections = Queue(DETECT_QUEUE_NAME, connection=dispatcher.redis)  # after retrainings, which clinicians await
-    worker = SimpleWorker([dispatcher.queue, detections], connection=dispatcher.redis)
+    later = [Queue(name, connection=dispatcher.redis) for name in (DETECT_QUEUE_NAME, CONVERT_QUEUE_NAME)]
+    worker = SimpleWorker([dispatcher.queue, *later], connection=dispatcher.redis)  # retrainings first: awaited
     worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level=settings.log_level)
     return 0
 

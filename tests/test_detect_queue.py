@@ -3,18 +3,14 @@ job retried once, a second failure naming the recording and stopping the run wit
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from redis import Redis
-from rq import Queue, SimpleWorker
-from studio_server import stop_process
+from rq import Queue
+from rq_workers import in_thread, work_until_done, worker_processes
 
 import ls_backend.detect.queue as detect_queue
 from converters.convert import convert_recording
@@ -36,29 +32,6 @@ def stores(tmp_path_factory) -> list[Path]:
         source = write_edf(root / f"night{k}.edf", PATIENTS["C"].with_(seed=k + 1), 20)
         paths.append(Path(convert_recording(source, root / "stores" / f"night{k}.h5").store))
     return paths
-
-
-def in_thread(call) -> tuple[threading.Thread, dict]:
-    """Run ``call`` in a thread; its result or exception lands in the returned dict."""
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = call()
-        except Exception as err:  # noqa: BLE001 - handed to the test
-            outcome["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def work_until_done(redis_url: str, queue_name: str, thread: threading.Thread) -> None:
-    """An in-process RQ worker (the test's patches apply) taking jobs until the waiting command is done."""
-    connection = Redis.from_url(redis_url)
-    while thread.is_alive():
-        SimpleWorker([Queue(queue_name, connection=connection)], connection=connection).work(burst=True)
-        thread.join(0.05)
 
 
 @pytest.fixture
@@ -109,22 +82,8 @@ def test_a_second_failure_names_the_recording_and_stops_the_run(redis_url, store
 @pytest.fixture
 def workers(redis_url, tmp_path, repo_root):
     """Two ``python -m ls_backend.worker`` processes, as deployed, on the suite's Redis."""
-    env = os.environ | {"REDIS_URL": redis_url, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING"}
-    log = tmp_path / "workers.log"
-    command = [sys.executable, "-m", "ls_backend.worker"]
-    with open(log, "w") as out:
-        processes = [
-            subprocess.Popen(
-                command, env=env, cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            for _ in range(2)
-        ]
-    try:
+    with worker_processes(redis_url, tmp_path, repo_root, [DETECT_QUEUE_NAME]) as log:
         yield log
-    finally:
-        for process in processes:
-            stop_process(process)
-        Queue(DETECT_QUEUE_NAME, connection=Redis.from_url(redis_url)).empty()
 
 
 def test_the_queue_finds_the_same_events_as_a_local_run(redis_url, stores, workers, tmp_path, monkeypatch):
