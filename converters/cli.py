@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .convert import StoreInfo, convert_recording
+from .display import DisplayLinks, signing_key
 from .labelconfig import CONTEXT_SECONDS, PageLayout, make_label_config
 from .montage import MONTAGES
 from .preprocess import PreprocessParams
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect this ML backend to the project (a backend with basic auth: set BASIC_AUTH_USER and "
         "BASIC_AUTH_PASS; WEBHOOK_SECRET is set as the project webhook's X-Webhook-Secret header)",
     )
+    group.add_argument(
+        "--display-url",
+        default=os.environ.get("BACKEND_PUBLIC_URL"),
+        help="tasks name their traces by a URL of the ML backend as the clinicians' browsers reach it (e.g. "
+        "http://eeg-server:9090; env BACKEND_PUBLIC_URL), which draws them from the window stores: small tasks, "
+        "fast imports, a small database (for large projects). Default: traces inline in each task",
+    )
     group.add_argument("--batch-size", type=int, default=200, help="tasks per import request (default %(default)s)")
     group.add_argument("--dry-run", action="store_true", help="convert and build tasks, talk to no server")
     group.add_argument(
@@ -211,8 +219,9 @@ def run_import(args: argparse.Namespace) -> ImportSummary:
         stores = _convert_all(sources, store_paths, args, params, window_params, reader_options)
         ch_names = _common_channels(stores)
         layout = _page_layout(stores, args)
-        label_config = make_label_config(ch_names, layout)
-        tasks = _iter_tasks(stores, args, layout)
+        display = _display_links(args)
+        label_config = make_label_config(ch_names, layout, display_by_url=display is not None)
+        tasks = _iter_tasks(stores, args, layout, display)
         if args.out:
             tasks = _tee_to_file(tasks, args.out, label_config)
         if client is None:
@@ -248,6 +257,14 @@ def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], 
             err.add_note(undone)
         raise
     return ImportSummary(project_id, created, stores, len(created_ids), total - len(created_ids))
+
+
+def _display_links(args: argparse.Namespace) -> DisplayLinks | None:
+    """Display by URL (``--display-url``), signed with the backend's basic auth (None: inline display)."""
+    if not args.display_url:
+        return None
+    auth = _backend_auth()
+    return DisplayLinks(args.display_url, signing_key(auth[1] if auth else None))
 
 
 def _backend_auth() -> tuple[str, str] | None:
@@ -410,7 +427,9 @@ def _candidate_rows(info: StoreInfo, args: argparse.Namespace):
     return select_candidates(info.n_windows, args.max_windows, args.seed)
 
 
-def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace, layout: PageLayout) -> Iterator[dict]:
+def _iter_tasks(
+    stores: list[StoreInfo], args: argparse.Namespace, layout: PageLayout, display: DisplayLinks | None
+) -> Iterator[dict]:
     for info in stores:
         key = os.path.relpath(info.store, args.store_dir)
         try:
@@ -423,6 +442,7 @@ def _iter_tasks(stores: list[StoreInfo], args: argparse.Namespace, layout: PageL
                     rows=_candidate_rows(info, args),
                     events=args.events,
                     layout=layout,
+                    display=display,
                 )
         except (OSError, KeyError, ValueError) as err:
             raise ImportError_(

@@ -128,9 +128,15 @@ def row_height_px(n_chans: int, n_groups: int = 1) -> int:
     return int(max(MIN_ROW_PX, min(MAX_ROW_PX, free // (n_chans + 1))))
 
 
-def make_label_config(ch_names: list[str], layout: PageLayout | None = None, channel_attribution: bool = True) -> str:
+def make_label_config(
+    ch_names: list[str],
+    layout: PageLayout | None = None,
+    channel_attribution: bool = True,
+    display_by_url: bool = False,
+) -> str:
     """The labeling configuration for pages of ``layout`` (default: ``DEFAULT_GAIN_UV``, 2-s windows) with these
-    channels (real names shown beside the traces).
+    channels (real names shown beside the traces); ``display_by_url``: the tasks' series are URLs of the backend
+    (:mod:`converters.display`), else inline.
 
     One ``<Channel>`` per channel on the layout's common y range, a calibration row (a pulse of ``gain_uv``) as the
     amplitude reference, and a style sheet that stacks the rows without the editor's margins, writes the channel
@@ -171,6 +177,7 @@ def make_label_config(ch_names: list[str], layout: PageLayout | None = None, cha
         style=page_style(layout, groups, row_px),
         legend=escape(page_legend(layout), {'"': "&quot;"}),
         ts=TS_NAME,
+        value_type="url" if display_by_url else "json",
         time=TIME_COLUMN,
         region=REGION_NAME,
         window=WINDOW_NAME,

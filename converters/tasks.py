@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .display import DisplayLinks
 from .labelconfig import (
     CALIBRATION_KEY,
     CONTEXT_SECONDS,
@@ -109,16 +110,14 @@ def make_tasks(
     events: str = "none",
     max_display_points: int = MAX_DISPLAY_POINTS,
     layout: PageLayout | None = None,
+    display: DisplayLinks | None = None,
 ) -> Iterator[dict]:
     """One task per window (``rows`` of the store's index, all by default), showing the window on a page of
-    ``layout`` (default: :func:`page_layout` of this store)."""
+    ``layout`` (default: :func:`page_layout` of this store): inline, or by URL of ``display``'s backend."""
     if events not in EVENT_MODES:
         raise ValueError(f"events must be one of {', '.join(EVENT_MODES)}, got {events!r}")
     layout = layout or page_layout([store])
     picked = np.arange(len(store)) if rows is None else np.asarray(rows)
-    context_samples = int(round(layout.context_seconds * store.sfreq))
-    page_samples = store.window_samples + 2 * context_samples
-    factor = int(np.ceil(store.n_chans * page_samples / max_display_points))
     annotations = store.annotations() if events != "none" else []
     if events != "none":
         unused = Counter(a.description for a in annotations if event_label(a.description) is None)
@@ -130,9 +129,10 @@ def make_tasks(
     for row in picked:
         window_id = str(store.ids[row])
         onset = float(store.starts[row] / store.sfreq)
-        page_start = int(store.starts[row]) - context_samples
-        page = store.read_span(page_start, page_samples)
-        series = page_series(page, page_start / store.sfreq, store.sfreq, factor, layout.gain_uv)
+        if display is None:
+            series: dict | str = page_data(store, int(row), layout, max_display_points)
+        else:
+            series = display.url(store_key, window_id, layout, max_display_points)
         task: dict[str, Any] = {"data": _task_data(store, series, onset, duration, window_id, start_time)}
         task["data"] |= {"patient": patient, "recording": recording, "store": store_key}
         task["data"]["title"] = f"{patient} · {recording} · {_clock(onset)} (+{duration:g} s)"
@@ -144,6 +144,17 @@ def make_tasks(
                 entry |= {"model_version": EVENTS_MODEL_VERSION, "score": 1.0}
             task[key] = [entry]
         yield task
+
+
+def page_data(store: WindowStore, row: int, layout: PageLayout, max_display_points: int = MAX_DISPLAY_POINTS) -> dict:
+    """The display series of window ``row``'s page (what the editor draws), decimated to at most
+    ``max_display_points`` points over all channels."""
+    context_samples = int(round(layout.context_seconds * store.sfreq))
+    page_samples = store.window_samples + 2 * context_samples
+    factor = int(np.ceil(store.n_chans * page_samples / max_display_points))
+    page_start = int(store.starts[row]) - context_samples
+    page = store.read_span(page_start, page_samples)
+    return page_series(page, page_start / store.sfreq, store.sfreq, factor, layout.gain_uv)
 
 
 def page_series(page: np.ndarray, start_seconds: float, sfreq: float, factor: int, gain_uv: float) -> dict:
@@ -162,7 +173,7 @@ def page_series(page: np.ndarray, start_seconds: float, sfreq: float, factor: in
 
 def _task_data(
     store: WindowStore,
-    series: dict,
+    series: dict | str,
     onset: float,
     duration: float,
     window_id: str,

@@ -1,4 +1,5 @@
-"""The Label Studio ML backend HTTP protocol (Flask 3): /health /setup /predict /webhook /metrics /versions.
+"""The Label Studio ML backend HTTP protocol (Flask 3): /health /setup /predict /webhook /metrics /versions, and
+the pages it serves to people (/report, /detections) and to the labeling editor (/display).
 
 Requests never train and never load a model from scratch inside /health or /setup: state lives in MODEL_DIR and
 the window stores, and the engine caches what it loaded per project. See docs/label-studio.md for what the
@@ -20,6 +21,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from .budget.page import register_report_page
 from .config import Settings
 from .detect.report import register_detections_page
+from .display import is_display_request, register_display_route
 from .jobs import RetrainQueue, rq_dispatch
 from .project_state import project_key
 from .stores import StoreCache, TaskInputError, WindowRef, Windows
@@ -59,7 +61,7 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
 
     @app.before_request
     def authenticate() -> Response | None:
-        if not settings.auth_enabled:
+        if not settings.auth_enabled or is_display_request(request.path):  # display URLs carry a signature
             return None
         if request.path == "/webhook" and settings.webhook_secret:
             given = request.headers.get("X-Webhook-Secret", "")
@@ -160,6 +162,7 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
 
     register_report_page(app, settings)  # /report/<project>: the label budget report (ls_backend.budget)
     register_detections_page(app, settings)  # /detections/<project>: spikes found (ls_backend.detect)
+    register_display_route(app, settings, stores)  # /display/<store>: a task's traces (import --display-url)
     return app
 
 
