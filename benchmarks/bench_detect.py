@@ -50,20 +50,22 @@ QUICK_HOURS = (0.05, 0.2)
 # ---------------------------------------------------------------------------------------------- data
 
 
-def synthetic_store(cache: Path, hours: float, n_chans: int) -> Path:
+def synthetic_store(cache: Path, hours: float, n_chans: int, stride_seconds: float = STORE_WINDOW_SECONDS) -> Path:
     """A window store of ``hours`` of synthetic patient A resized to ``n_chans`` channels at 256 Hz (monopolar
-    microvolts as generated: the store's content, not the converter, is what detection reads), cached in ``cache``."""
+    microvolts as generated: the store's content, not the converter, is what detection reads), 2-s windows every
+    ``stride_seconds``, cached in ``cache``."""
     from converters.preprocess import robust_scale
     from converters.synthetic import benchmark_profile, iter_chunks
     from converters.windows import StoreWriter, WindowParams, window_ids, window_starts
 
-    path = cache / f"synthetic_{n_chans}ch_{hours:g}h.h5"
+    stride_tag = "" if stride_seconds == STORE_WINDOW_SECONDS else f"_stride{stride_seconds:g}s"
+    path = cache / f"synthetic_{n_chans}ch_{hours:g}h{stride_tag}.h5"
     if path.exists():
         return path
     profile = benchmark_profile(SFREQ, n_chans, "A")
     seconds = hours * 3600.0
     n_times = round(seconds * SFREQ)
-    window, stride = WindowParams(STORE_WINDOW_SECONDS).samples(SFREQ)
+    window, stride = WindowParams(STORE_WINDOW_SECONDS, stride_seconds).samples(SFREQ)
     started = time.perf_counter()
     writer = StoreWriter(path, n_chans, n_times)
     try:

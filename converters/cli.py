@@ -44,6 +44,10 @@ examples:
 """
 
 
+LARGE_IMPORT_TASKS = 10_000  # above this, an inline import is said to be better done with --display-url
+INLINE_TASK_KB = 190  # measured: a 22-channel 10-s page inline (benchmarks/bench_import.py)
+
+
 class ImportError_(RuntimeError):
     """A user-facing failure of the import command (printed as one line, exit code 2)."""
 
@@ -238,6 +242,12 @@ def _import_into_studio(client, args, label_config: str, tasks: Iterator[dict], 
     project, created = studio.get_or_create_project(client, title, label_config, description=_description(args))
     project_id = studio.require_id(project.id, f"project {title!r}")
     total = sum(len(_candidate_rows(s, args)) for s in stores)
+    if total > LARGE_IMPORT_TASKS and not args.display_url:
+        logger.warning(
+            "%d tasks with their traces inline: about %.1f GB in Label Studio's database and a slow import; "
+            "--display-url (the backend serves the traces) keeps each task under 1 KB",
+            total, total * INLINE_TASK_KB / 2**20,
+        )  # fmt: skip
     created_ids: list[int] = []
     try:
         existing = set() if created else studio.existing_window_ids(client, project_id)
