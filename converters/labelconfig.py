@@ -31,17 +31,17 @@ CALIBRATION_KEY = "cal"  # the task data column of the calibration row (not a ch
 DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS = 100.0, 2.0  # the page of a config built without a layout
 CONTEXT_SECONDS = 4.0  # shown on each side of the target window: a 2-s window sits on a 10-s page
 ROWS_BUDGET_PX = 640  # the editor's room for traces in a 1600 x 1000 browser window
-MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (more than 40 channels) the traces scroll, by whole groups
+MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (40 channels and more) the traces scroll, by whole groups
 GROUP_GAP_PX = 6
-GROUP_TITLE_PX = 16  # beyond 40 channels: the gap above a shaft, with its name
+GROUP_TITLE_PX = 16  # when the traces scroll: the gap above a shaft, with its name
 ROW_INDENT_PX = 48  # room for the channel names, left of the editor's own 50-px margin
 CHANNEL_CHOICES_PX = 130  # right of the traces: a selected region's channel checkboxes, one beside each row
 # The editor's fixed margins (its TimeSeries model): around each channel's plot, and inside it above and below the
 # trace (a channel of height H draws its y range on H - 20 px).
 EDITOR_MARGIN_LEFT_PX, EDITOR_MARGIN_RIGHT_PX, EDITOR_MARGIN_TOP_PX, EDITOR_MARGIN_BOTTOM_PX = 50, 20, 20, 30
 EDITOR_PLOT_PAD_PX = 10
-# Beyond 40 channels the traces scroll in a box as high as a full page's rows and their top margin (the editor then
-# fits a 1600 x 1000 window without scrolling).
+# When the traces scroll, their box is as high as a full page's rows and their top margin (the editor then fits a
+# 1600 x 1000 window without scrolling).
 SCROLL_BOX_PX = ROWS_BUDGET_PX + EDITOR_MARGIN_TOP_PX
 TRACE_COLOR, CALIBRATION_COLOR = "#1f3b73", "#b22222"
 CONTEXT_SHADE, TARGET_SHADE, TARGET_EDGE, TARGET_EDGE_PX = "#eef1f5", "#fff6d5", "#c99a06", 2
@@ -108,7 +108,7 @@ def channel_groups(ch_names: list[str]) -> list[int]:
 
 def page_groups(ch_names: list[str]) -> list[int]:
     """The groups set apart on the page: :func:`channel_groups`, or a single group when their gaps would push a page
-    that fits without them (up to 40 channels) into scrolling."""
+    that fits without them (up to 39 channels) into scrolling."""
     groups = channel_groups(ch_names)
     rows_px = MIN_ROW_PX * (len(ch_names) + 1)
     if rows_px <= ROWS_BUDGET_PX < rows_px + GROUP_GAP_PX * groups[-1]:
@@ -136,11 +136,11 @@ def row_height_px(n_chans: int, n_groups: int = 1) -> int:
 class RowLayout:
     """How the channel rows stand on the page.
 
-    Up to 40 channels every row fits the editor at once (rows of 16 to 60 px, groups apart by a small gap). Beyond,
-    rows stay 16 px and the traces scroll in a box of their own (``SCROLL_BOX_PX`` high, the checkbox column
-    inside it) by whole groups: each group's first row is a scroll snap point, so a shaft is never cut at the top,
-    its name stands in the gap above it, and the calibration row with the time axis stays at the box's bottom.
-    Channel rows are not split into tasks per shaft: labels stay one per window.
+    Up to 39 channels (and the calibration row) every row fits the editor at once (rows of 16 to 60 px, groups
+    apart by a small gap). From 40 channels on, rows stay 16 px and the traces scroll in a box of their own
+    (``SCROLL_BOX_PX`` high, the checkbox column inside it) by whole groups: each group's first row is a scroll snap
+    point, so a shaft is never cut at the top, its name stands in the gap above it, and the calibration row with the
+    time axis stays at the box's bottom. Channel rows are not split into tasks per shaft: labels stay one per window.
     """
 
     groups: tuple[int, ...]  # each channel's group on the page
@@ -154,7 +154,7 @@ class RowLayout:
         return [i for i in range(1, len(self.groups)) if self.groups[i] != self.groups[i - 1]]
 
     def gap_px(self, group: int) -> int:
-        """The room above ``group`` (not the first): its title's beyond 40 channels, else a small gap."""
+        """The room above ``group`` (not the first): its title's when the traces scroll, else a small gap."""
         return GROUP_TITLE_PX if self.titles[group] else GROUP_GAP_PX
 
     def group_heights_px(self) -> list[int]:
@@ -185,7 +185,8 @@ class RowLayout:
 
 
 def row_layout(ch_names: list[str]) -> RowLayout:
-    """The rows of a page of these channels: grouped by :func:`page_groups`, scrolling beyond 40 channels."""
+    """The rows of a page of these channels: grouped by :func:`page_groups`, scrolling when 16-px rows do not fit
+    (40 channels and more)."""
     if not ch_names:
         raise ValueError("a page needs at least one channel")
     groups = page_groups(ch_names)
@@ -335,7 +336,7 @@ def _shading(layout: PageLayout, indent_px: int) -> str:
 
 
 def _scrolling_style(layout: PageLayout, rows: RowLayout) -> list[str]:
-    """Beyond 40 channels: the traces and their checkbox column scroll in one box, snapping to group starts (a
+    """From 40 channels on: the traces and their checkbox column scroll in one box, snapping to group starts (a
     group's title at the box's top), each group titled in the gap above it, the calibration row and time axis
     held at the box's bottom over the rows scrolled under it.
 

@@ -9,7 +9,6 @@ on screen, in the double banana and in the referential montage.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from editor_waits import (
 from helpers import save_screenshot
 
 import converters.cli as cli
+from benchmarks.bench_labeling_page import EIGHT_SHAFTS, eight_shafts_of_eight
 from converters.labelconfig import (
     CALIBRATION_KEY,
     CONTEXT_SHADE,
@@ -41,7 +41,7 @@ from converters.labelconfig import (
     config_channels,
     row_layout,
 )
-from converters.synthetic import PATIENTS, PatientProfile, with_n_channels, write_bids
+from converters.synthetic import PATIENTS, with_n_channels, write_bids
 from converters.tasks import EVENTS_MODEL_VERSION
 
 pytest.importorskip("playwright")
@@ -50,7 +50,6 @@ SECONDS = 120
 CLINICAL_EDF = Path("mne-testing-data", "EDF", "chtypes_edf.edf")  # Nihon Kohden export: 42 channels, 200 Hz, 5 s
 CLINICAL_BANANA = ["Fp1-F7", "F7-T7", "T7-P7", "P7-O1", "Fp2-F8", "F8-T8", "T8-P8", "P8-O2", "Fp1-F3", "F3-C3",
                    "C3-P3", "P3-O1", "Fp2-F4", "F4-C4", "C4-P4", "P4-O2", "Fz-Cz", "Cz-Pz"]  # fmt: skip
-EIGHT_SHAFTS = dict.fromkeys(("A", "B'", "C", "D", "E", "F", "G", "H"), 8)  # 56 bipolar channels
 WHEEL_PX = 120  # one notch of a mouse wheel
 PIXEL_TOLERANCE = 1.0
 COLOR_TOLERANCE = 12  # per RGB component (the screenshot is anti-aliased)
@@ -181,12 +180,6 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
     assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"
 
 
-def eight_shafts_of_eight() -> PatientProfile:
-    """The demo patient implanted with 8 shafts of 8 contacts (its artifact channel C9 moved to C8)."""
-    demo = PATIENTS["A"]
-    return demo.with_(shafts=EIGHT_SHAFTS, artifacts=dataclasses.replace(demo.artifacts, pop_channels=("C8",)))
-
-
 def press_and_check(page: Any, choice: str) -> None:
     """Press the window answer's hotkey; the answer is then checked."""
     page.keyboard.press(WINDOW_HOTKEYS[choice])
@@ -206,7 +199,8 @@ def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(label_studio, stud
     page.goto(f"{label_studio.url}/projects/{project_id}/data?task={task.id}")
     wait_for_traces(page, len(names) + 1)  # and the calibration row
     page.locator("g.regions rect.region, .htx-timeseries-channel g.brushes rect").first.wait_for()
-    shot = save_screenshot(page, "labeling_56ch", tmp_path)
+    shot = tmp_path / "labeling-56.png"
+    page.screenshot(path=shot)
     rows = channel_rows(page)
     assert [row["name"] for row in rows[:-1]] == names
     assert_one_y_range(task.data, rows)
@@ -246,9 +240,11 @@ def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(label_studio, stud
         for k in (k for k, g in enumerate(layout.groups) if g == group):
             top = rows[k]["plot"]["y"] + EDITOR_PLOT_PAD_PX
             assert box["top"] <= top and top + layout.row_px <= calibration, (names[k], box, shot)
-            assert rows[k]["readable"] and box["top"] <= rows[k]["top"] and rows[k]["bottom"] <= calibration
+            assert rows[k]["readable"] and box["top"] <= rows[k]["top"] and rows[k]["bottom"] <= calibration, names[k]
             assert top <= boxes[k]["y"] + boxes[k]["height"] / 2 <= top + layout.row_px, (boxes[k], rows[k])
         stops.append(round(box["scroll_top"]))
+        if group == 2:  # shaft C at the top: the docs' screenshot
+            save_screenshot(page, "labeling_56ch", tmp_path)
 
     # The wheel scrolls from shaft to shaft, down to the end, and stops nowhere else.
     assert stops == sorted(stops) and stops[-1] == round(trace_box(page)["max_scroll"])

@@ -253,9 +253,15 @@ def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(shafts):
     assert "scroll-snap-type: y mandatory" in config
 
 
-def test_up_to_40_channels_the_page_does_not_scroll():
-    rows = row_layout(bipolar_names({"A": 14, "B'": 14, "C": 12}))  # 37 channels
-    assert not rows.scrolls and rows.titles == ("", "", "") and rows.calibration_gap_px() == 6
-    assert "scroll-snap" not in make_label_config(bipolar_names({"A": 14, "B'": 14, "C": 12}))
+@pytest.mark.parametrize("n_chans", [37, 39, 40])
+def test_up_to_39_channels_the_page_does_not_scroll(n_chans):
+    names = bipolar_names({"A": 14, "B'": 14, "C": n_chans - 25})  # 39 and the calibration row: 40 rows of 16 px
+    rows = row_layout(names)
+    assert rows.scrolls == (n_chans >= 40) and ("scroll-snap" in make_label_config(names)) == rows.scrolls
+    if not rows.scrolls:
+        assert set(rows.titles) == {""} and rows.calibration_gap_px() == 6
+
+
+def test_a_group_is_titled_with_its_shaft():
     assert shaft_of(["Hp'1-Hp'2", "Hp'2-Hp'3"]) == "Hp'" and shaft_of(["EEG A1-Ref", "EEG A2-Ref"]) == "A"
     assert shaft_of(["Fp1-F7", "F7-T3"]) == "" and shaft_of(["A1-B1"]) == "" and shaft_of(["ECG"]) == ""
