@@ -243,7 +243,7 @@ def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(label_studio, stud
             assert rows[k]["readable"] and box["top"] <= rows[k]["top"] and rows[k]["bottom"] <= calibration, names[k]
             assert top <= boxes[k]["y"] + boxes[k]["height"] / 2 <= top + layout.row_px, (boxes[k], rows[k])
         stops.append(round(box["scroll_top"]))
-        if group == 2:  # shaft C at the top: the docs' screenshot
+        if group == 1:  # shaft B' (its spikes) at the top: the docs' screenshot
             save_screenshot(page, "labeling_56ch", tmp_path)
 
     # The wheel scrolls from shaft to shaft, down to the end, and stops nowhere else.
