@@ -78,15 +78,60 @@ def assert_names_on_screen(page: Any, rows: list[dict], shot: Any) -> None:
     assert page.evaluate("() => document.scrollingElement.scrollTop") == 0
 
 
-# The channel checkboxes of the selected region (right of the traces): each one's channel name and box.
+# The channel checkboxes of the selected region (right of the traces): each one's channel name, hotkey, box, state.
 _CHECKBOXES = """() => [...document.querySelectorAll('.page-traces .lsf-choice__checkbox')].map(label => {
   const hint = label.querySelector('sup');
-  const box = label.querySelector('input').getBoundingClientRect();
-  return {name: label.textContent.replace(hint ? hint.textContent : '', '').trim(), x: box.x, y: box.y,
-          width: box.width, height: box.height};
+  const input = label.querySelector('input');
+  const box = input.getBoundingClientRect();
+  return {name: label.textContent.replace(hint ? hint.textContent : '', '').trim(),
+          hotkey: hint ? hint.textContent.replace(/[\\[\\]]/g, '').trim() : null, x: box.x, y: box.y,
+          width: box.width, height: box.height, checked: input.checked};
 })"""
 
 
 def channel_checkboxes(page: Any) -> list[dict]:
-    """The selected region's channel checkboxes, in order: ``name`` (without its hotkey hint) and box."""
+    """The selected region's channel checkboxes, in order: ``name`` (without its hotkey hint), ``hotkey`` (the key
+    Label Studio gave it, or None), its box and ``checked``."""
     return page.evaluate(_CHECKBOXES)
+
+
+# The traces' scroll box (beyond 40 channels) and the scroll positions of the page around it.
+_TRACE_BOX = """() => {
+  const box = document.querySelector('.page-traces');
+  const rect = box.getBoundingClientRect();
+  return {top: rect.top, bottom: rect.bottom, scroll_top: box.scrollTop,
+          max_scroll: box.scrollHeight - box.clientHeight, page_scroll_top: document.scrollingElement.scrollTop,
+          editor_scroll_top: document.querySelector('.lsf-main-content').scrollTop};
+}"""
+
+# Per channel row (the calibration row last): its scroll-snap-align and the title written above it (::before).
+_SNAP_POINTS = """() => [...document.querySelectorAll('.htx-timeseries-channel')].map(channel => ({
+  align: getComputedStyle(channel).scrollSnapAlign, title: getComputedStyle(channel, '::before').content}))"""
+
+# The traces' scroll position once it has left ``previous`` and rests on one of ``stops``, else null.
+_SCROLL_STOP = """([previous, stops]) => {
+  const top = Math.round(document.querySelector('.page-traces').scrollTop);
+  return top !== previous && stops.includes(top) ? top : null;
+}"""
+
+
+def trace_box(page: Any) -> dict:
+    """The traces' box: ``top`` and ``bottom`` (viewport), ``scroll_top`` and ``max_scroll``; and the scroll
+    positions of the document (``page_scroll_top``) and of the editor (``editor_scroll_top``)."""
+    return page.evaluate(_TRACE_BOX)
+
+
+def snap_points(page: Any) -> list[dict]:
+    """Each channel row's ``align`` (its computed scroll-snap-align) and ``title`` (its ::before content)."""
+    return page.evaluate(_SNAP_POINTS)
+
+
+def wait_for_scroll_stop(page: Any, previous: int, stops: list[int], timeout_ms: float = 30_000) -> int:
+    """The traces' scroll position once it has left ``previous`` and rests on one of ``stops`` (a snap point)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return int(page.wait_for_function(_SCROLL_STOP, arg=[previous, stops], timeout=timeout_ms).json_value())
+    except PlaywrightTimeout:
+        found = trace_box(page)["scroll_top"]
+        pytest.fail(f"the traces did not come to rest on a snap point {stops} from {previous}: at {found}")

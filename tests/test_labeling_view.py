@@ -15,18 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from editor_waits import assert_names_on_screen, channel_checkboxes, channel_rows, wait_for_traces
+from editor_waits import (
+    assert_names_on_screen,
+    channel_checkboxes,
+    channel_rows,
+    snap_points,
+    trace_box,
+    wait_for_scroll_stop,
+    wait_for_traces,
+)
 from helpers import save_screenshot
 
 import converters.cli as cli
+from benchmarks.bench_labeling_page import EIGHT_SHAFTS, eight_shafts_of_eight
 from converters.labelconfig import (
+    CALIBRATION_KEY,
     CONTEXT_SHADE,
+    EDITOR_MARGIN_TOP_PX,
     EDITOR_PLOT_PAD_PX,
     FULLWIDTH_DOLLAR,
+    REGION_HOTKEYS,
     TARGET_SHADE,
     WINDOW_HOTKEYS,
     channel_key,
     config_channels,
+    row_layout,
 )
 from converters.synthetic import PATIENTS, with_n_channels, write_bids
 from converters.tasks import EVENTS_MODEL_VERSION
@@ -37,6 +50,7 @@ SECONDS = 120
 CLINICAL_EDF = Path("mne-testing-data", "EDF", "chtypes_edf.edf")  # Nihon Kohden export: 42 channels, 200 Hz, 5 s
 CLINICAL_BANANA = ["Fp1-F7", "F7-T7", "T7-P7", "P7-O1", "Fp2-F8", "F8-T8", "T8-P8", "P8-O2", "Fp1-F3", "F3-C3",
                    "C3-P3", "P3-O1", "Fp2-F4", "F4-C4", "C4-P4", "P4-O2", "Fz-Cz", "Cz-Pz"]  # fmt: skip
+WHEEL_PX = 120  # one notch of a mouse wheel
 PIXEL_TOLERANCE = 1.0
 COLOR_TOLERANCE = 12  # per RGB component (the screenshot is anti-aliased)
 
@@ -73,6 +87,16 @@ def assert_color(found: tuple[int, int, int], expected: str, where: str) -> None
     assert all(abs(a - b) <= COLOR_TOLERANCE for a, b in zip(found, wanted, strict=True)), (where, found, expected)
 
 
+def assert_one_y_range(data: dict, rows: list[dict]) -> None:
+    """Each trace's lowest and highest point sit where the common scale (the calibration pulse) puts them."""
+    gain = max(data["ts"][CALIBRATION_KEY])
+    for k, row in enumerate(rows[:-1]):
+        values = data["ts"][channel_key(k)]
+        band = row["plot"]["height"] - 2 * EDITOR_PLOT_PAD_PX
+        expected = [EDITOR_PLOT_PAD_PX + (gain - v) / (2 * gain) * band for v in (max(values), min(values))]
+        assert [row["low"], row["high"]] == pytest.approx(expected, abs=PIXEL_TOLERANCE), row["name"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n_contacts", [24, 40], ids=["demo-21-channels", "37-channels"])
 def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
@@ -102,13 +126,7 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
     assert [row["name"] for row in rows[:-1]] == names
     assert_names_on_screen(page, rows, shot)
 
-    # One y range: each trace's lowest and highest point sit where the common scale puts them.
-    gain = max(data["ts"]["cal"])  # the calibration pulse is the gain
-    for k, row in enumerate(rows[:-1]):
-        values = data["ts"][channel_key(k)]
-        band = row["plot"]["height"] - 2 * EDITOR_PLOT_PAD_PX
-        expected = [EDITOR_PLOT_PAD_PX + (gain - v) / (2 * gain) * band for v in (max(values), min(values))]
-        assert [row["low"], row["high"]] == pytest.approx(expected, abs=PIXEL_TOLERANCE), row["name"]
+    assert_one_y_range(data, rows)
 
     # The target window is shaded apart from its context (sampled above the first trace).
     plot = rows[0]["plot"]
@@ -159,6 +177,87 @@ def test_the_page_shows_every_channel_at_one_scale_around_the_marked_target(
         top = row["plot"]["y"] + EDITOR_PLOT_PAD_PX
         assert top <= box["y"] + box["height"] / 2 <= top + row["plot"]["height"] - 2 * EDITOR_PLOT_PAD_PX, (row, box)
         assert box["x"] >= row["plot"]["x"] + row["plot"]["width"], (box, selected_shot)
+    assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"
+
+
+def press_and_check(page: Any, choice: str) -> None:
+    """Press the window answer's hotkey; the answer is then checked."""
+    page.keyboard.press(WINDOW_HOTKEYS[choice])
+    checked = page.locator(".ant-radio-wrapper-checked, .ant-checkbox-wrapper-checked").all_inner_texts()
+    assert any(text.strip().startswith(choice) for text in checked), (choice, checked)
+
+
+@pytest.mark.slow
+def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(label_studio, studio_client, studio_page, tmp_path):
+    source = write_bids(tmp_path / "bids", "v56", eight_shafts_of_eight(), SECONDS)
+    project_id = import_project(label_studio, studio_client, source, "V56", tmp_path / "stores")
+    task = task_with_a_region(studio_client, project_id)
+    names = task.data["channels"].split(", ")
+    layout = row_layout(names)
+    assert len(names) == 56 and layout.scrolls and layout.titles == tuple(EIGHT_SHAFTS)
+    page = studio_page
+    page.goto(f"{label_studio.url}/projects/{project_id}/data?task={task.id}")
+    wait_for_traces(page, len(names) + 1)  # and the calibration row
+    page.locator("g.regions rect.region, .htx-timeseries-channel g.brushes rect").first.wait_for()
+    shot = tmp_path / "labeling-56.png"
+    page.screenshot(path=shot)
+    rows = channel_rows(page)
+    assert [row["name"] for row in rows[:-1]] == names
+    assert_one_y_range(task.data, rows)
+
+    # The snap points are the first rows of the shafts, each titled with its shaft above its rows.
+    firsts = [0, *layout.starts]
+    snaps = snap_points(page)
+    assert [k for k, snap in enumerate(snaps) if snap["align"].startswith("start")] == firsts
+    assert [snaps[k]["title"] for k in firsts] == [json.dumps(title) for title in EIGHT_SHAFTS]
+
+    # A selected region's channel checkboxes have hotkeys of their own, none of the window's or the labels'.
+    drawn = page.locator(".htx-timeseries-channel").first.locator("g.regions rect.region, g.brushes rect.selection")
+    region, plot = drawn.first.bounding_box(), rows[0]["plot"]
+    page.mouse.click(region["x"] + region["width"] / 2, plot["y"] + plot["height"] / 2)
+    page.locator(".page-traces .lsf-choice__checkbox").nth(len(names) - 1).wait_for()
+    boxes = channel_checkboxes(page)
+    assert [box["name"] for box in boxes] == names
+    taken = {*WINDOW_HOTKEYS.values(), *REGION_HOTKEYS.values()}
+    assert not taken & {box["hotkey"] for box in boxes}, [box["hotkey"] for box in boxes]
+    ticked = [box["checked"] for box in boxes]
+    for choice in ("No spike", "Spike"):  # the window's keys answer with a region selected, no checkbox changes
+        press_and_check(page, choice)
+        assert [box["checked"] for box in channel_checkboxes(page)] == ticked
+
+    # Scrolled to (its first row into view), every shaft is whole in the traces' box, above the calibration row
+    # that stays at its bottom, its names legible and each checkbox beside its row; the page itself never scrolls.
+    stops = []
+    for group, first in enumerate(firsts):
+        page.evaluate("k => document.querySelectorAll('.htx-timeseries-channel')[k].scrollIntoView()", first)
+        box, rows, boxes = trace_box(page), channel_rows(page), channel_checkboxes(page)
+        assert box["page_scroll_top"] == 0 and box["editor_scroll_top"] == 0
+        calibration = rows[-1]["plot"]["y"] + EDITOR_PLOT_PAD_PX
+        assert calibration == pytest.approx(box["bottom"] - layout.calibration_px, abs=PIXEL_TOLERANCE)
+        if box["scroll_top"] < box["max_scroll"]:  # at the box's top: the shaft's title, then its rows
+            above = EDITOR_MARGIN_TOP_PX + EDITOR_PLOT_PAD_PX if group == 0 else layout.gap_px(group)
+            assert rows[first]["plot"]["y"] + EDITOR_PLOT_PAD_PX == pytest.approx(box["top"] + above)
+        for k in (k for k, g in enumerate(layout.groups) if g == group):
+            top = rows[k]["plot"]["y"] + EDITOR_PLOT_PAD_PX
+            assert box["top"] <= top and top + layout.row_px <= calibration, (names[k], box, shot)
+            assert rows[k]["readable"] and box["top"] <= rows[k]["top"] and rows[k]["bottom"] <= calibration, names[k]
+            assert top <= boxes[k]["y"] + boxes[k]["height"] / 2 <= top + layout.row_px, (boxes[k], rows[k])
+        stops.append(round(box["scroll_top"]))
+        if group == 1:  # shaft B' (its spikes) at the top: the docs' screenshot
+            save_screenshot(page, "labeling_56ch", tmp_path)
+
+    # The wheel scrolls from shaft to shaft, down to the end, and stops nowhere else.
+    assert stops == sorted(stops) and stops[-1] == round(trace_box(page)["max_scroll"])
+    page.evaluate("() => document.querySelector('.page-traces').scrollTo(0, 0)")
+    plot = channel_rows(page)[0]["plot"]
+    page.mouse.move(plot["x"] + plot["width"] / 2, plot["y"] + plot["height"] / 2)
+    at = 0
+    for expected in sorted(set(stops) - {0}):
+        page.mouse.wheel(0, WHEEL_PX)
+        at = wait_for_scroll_stop(page, at, stops)
+        assert at == expected
+    assert trace_box(page)["page_scroll_top"] == 0
+    press_and_check(page, "Unsure")  # the keys still answer, scrolled
     assert page.console_errors == [], f"console errors ({tmp_path}): {page.console_errors}"
 
 

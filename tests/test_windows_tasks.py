@@ -1,12 +1,15 @@
 """Window store, stable ids, candidate pools, and the tasks built from a store."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from converters.labelconfig import (
     CALIBRATION_KEY,
+    MIN_ROW_PX,
+    SCROLL_BOX_PX,
     WINDOW_CHOICES,
     PageLayout,
     channel_groups,
@@ -15,6 +18,8 @@ from converters.labelconfig import (
     nice_gain_uv,
     page_groups,
     row_height_px,
+    row_layout,
+    shaft_of,
 )
 from converters.readers.base import Annotation
 from converters.tasks import event_label, make_tasks, minmax_decimate, page_layout, patient_gain_uv
@@ -219,3 +224,44 @@ def test_channels_are_grouped_by_chain_or_shaft_and_rows_fit_the_editor():
     assert page_groups(more) == channel_groups(more)
     assert row_height_px(21, 3) * 22 <= 640 and row_height_px(37, 3) == 16
     assert row_height_px(100, 5) == 16  # beyond 40 channels the page scrolls, rows stay readable
+
+
+def bipolar_names(shafts: dict[str, int]) -> list[str]:
+    """The bipolar derivations of shafts of these many contacts: ``A1-A2, A2-A3, ...``."""
+    return [f"{shaft}{k}-{shaft}{k + 1}" for shaft, n in shafts.items() for k in range(1, n)]
+
+
+@pytest.mark.parametrize(
+    "shafts",
+    [{"A": 15, "B'": 11, "Hp'": 18}, dict.fromkeys("ABCDEFGH", 8), {**dict.fromkeys("ABCDEFG", 18), "J": 2}],
+    ids=["41-channels", "56-channels", "120-channels"],
+)
+def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(shafts):
+    names = bipolar_names(shafts)
+    rows = row_layout(names)
+    assert rows.scrolls and rows.row_px >= MIN_ROW_PX
+    assert rows.titles == tuple(shafts)  # one group per shaft, titled with its name
+    heights = rows.group_heights_px()
+    assert all(height + rows.calibration_px <= SCROLL_BOX_PX for height in heights)  # a whole shaft in the box
+    # the box scrolls exactly as far as a group start: the last position does not cut a shaft either
+    content = sum(heights) + rows.calibration_gap_px() + rows.calibration_px
+    assert content - SCROLL_BOX_PX in np.cumsum([0, *heights])
+    # the snap points of the style sheet: the first row of each group, the first group's too
+    config = make_label_config(names)
+    snapping = re.findall(r"-channel:nth-child\((\d+)\) \{ scroll-snap-align: start", config)
+    assert [int(n) - 1 for n in snapping] == [0, *rows.starts]
+    assert "scroll-snap-type: y mandatory" in config
+
+
+@pytest.mark.parametrize("n_chans", [37, 39, 40])
+def test_up_to_39_channels_the_page_does_not_scroll(n_chans):
+    names = bipolar_names({"A": 14, "B'": 14, "C": n_chans - 25})  # 39 and the calibration row: 40 rows of 16 px
+    rows = row_layout(names)
+    assert rows.scrolls == (n_chans >= 40) and ("scroll-snap" in make_label_config(names)) == rows.scrolls
+    if not rows.scrolls:
+        assert set(rows.titles) == {""} and rows.calibration_gap_px() == 6
+
+
+def test_a_group_is_titled_with_its_shaft():
+    assert shaft_of(["Hp'1-Hp'2", "Hp'2-Hp'3"]) == "Hp'" and shaft_of(["EEG A1-Ref", "EEG A2-Ref"]) == "A"
+    assert shaft_of(["Fp1-F7", "F7-T3"]) == "" and shaft_of(["A1-B1"]) == "" and shaft_of(["ECG"]) == ""
