@@ -31,7 +31,7 @@ CALIBRATION_KEY = "cal"  # the task data column of the calibration row (not a ch
 DEFAULT_GAIN_UV, DEFAULT_WINDOW_SECONDS = 100.0, 2.0  # the page of a config built without a layout
 CONTEXT_SECONDS = 4.0  # shown on each side of the target window: a 2-s window sits on a 10-s page
 ROWS_BUDGET_PX = 640  # the editor's room for traces in a 1600 x 1000 browser window
-MIN_ROW_PX, MAX_ROW_PX = 16, 60  # below 16 px (40 channels and more) the traces scroll, by whole groups
+MIN_ROW_PX, MAX_ROW_PX = 15, 60  # below 15 px (42 channels and more) the traces scroll, by whole groups
 GROUP_GAP_PX = 6
 GROUP_TITLE_PX = 16  # when the traces scroll: the gap above a shaft, with its name
 ROW_INDENT_PX = 48  # room for the channel names, left of the editor's own 50-px margin
@@ -108,7 +108,7 @@ def channel_groups(ch_names: list[str]) -> list[int]:
 
 def page_groups(ch_names: list[str]) -> list[int]:
     """The groups set apart on the page: :func:`channel_groups`, or a single group when their gaps would push a page
-    that fits without them (up to 39 channels) into scrolling."""
+    that fits without them (up to 41 channels) into scrolling."""
     groups = channel_groups(ch_names)
     rows_px = MIN_ROW_PX * (len(ch_names) + 1)
     if rows_px <= ROWS_BUDGET_PX < rows_px + GROUP_GAP_PX * groups[-1]:
@@ -136,8 +136,8 @@ def row_height_px(n_chans: int, n_groups: int = 1) -> int:
 class RowLayout:
     """How the channel rows stand on the page.
 
-    Up to 39 channels (and the calibration row) every row fits the editor at once (rows of 16 to 60 px, groups
-    apart by a small gap). From 40 channels on, rows stay 16 px and the traces scroll in a box of their own
+    Up to 41 channels (and the calibration row) every row fits the editor at once (rows of 15 to 60 px, groups
+    apart by a small gap). From 42 channels on, rows stay 15 px and the traces scroll in a box of their own
     (``SCROLL_BOX_PX`` high, the checkbox column inside it) by whole groups: each group's first row is a scroll snap
     point, so a shaft is never cut at the top, its name stands in the gap above it, and the calibration row with the
     time axis stays at the box's bottom. Channel rows are not split into tasks per shaft: labels stay one per window.

@@ -220,10 +220,10 @@ def test_channels_are_grouped_by_chain_or_shaft_and_rows_fit_the_editor():
     assert channel_groups(referential) == [0, 0, 0, 0, 1, 1, 2]  # the scalp electrodes together, then shafts
     unchained = [f"A{k}-B{k}" for k in range(37)]  # 37 groups of one: their gaps would not fit, so none is drawn
     assert channel_groups(unchained) == list(range(37)) and page_groups(unchained) == [0] * 37
-    more = [f"A{k}-B{k}" for k in range(41)]  # beyond 40 channels the page scrolls anyway: groups stay apart
+    more = [f"A{k}-B{k}" for k in range(42)]  # beyond 41 channels the page scrolls anyway: groups stay apart
     assert page_groups(more) == channel_groups(more)
     assert row_height_px(21, 3) * 22 <= 640 and row_height_px(37, 3) == 16
-    assert row_height_px(100, 5) == 16  # beyond 40 channels the page scrolls, rows stay readable
+    assert row_height_px(100, 5) == MIN_ROW_PX  # beyond 41 channels the page scrolls, rows stay readable
 
 
 def bipolar_names(shafts: dict[str, int]) -> list[str]:
@@ -233,10 +233,10 @@ def bipolar_names(shafts: dict[str, int]) -> list[str]:
 
 @pytest.mark.parametrize(
     "shafts",
-    [{"A": 15, "B'": 11, "Hp'": 18}, dict.fromkeys("ABCDEFGH", 8), {**dict.fromkeys("ABCDEFG", 18), "J": 2}],
-    ids=["41-channels", "56-channels", "120-channels"],
+    [{"A": 15, "B'": 12, "Hp'": 18}, dict.fromkeys("ABCDEFGH", 8), {**dict.fromkeys("ABCDEFG", 18), "J": 2}],
+    ids=["42-channels", "56-channels", "120-channels"],
 )
-def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(shafts):
+def test_beyond_41_channels_the_traces_scroll_by_whole_shafts(shafts):
     names = bipolar_names(shafts)
     rows = row_layout(names)
     assert rows.scrolls and rows.row_px >= MIN_ROW_PX
@@ -253,11 +253,11 @@ def test_beyond_40_channels_the_traces_scroll_by_whole_shafts(shafts):
     assert "scroll-snap-type: y mandatory" in config
 
 
-@pytest.mark.parametrize("n_chans", [37, 39, 40])
-def test_up_to_39_channels_the_page_does_not_scroll(n_chans):
-    names = bipolar_names({"A": 14, "B'": 14, "C": n_chans - 25})  # 39 and the calibration row: 40 rows of 16 px
+@pytest.mark.parametrize("n_chans", [37, 40, 41, 42])
+def test_up_to_41_channels_the_page_does_not_scroll(n_chans):
+    names = bipolar_names({"A": 14, "B'": 14, "C": n_chans - 25})  # 41 and the calibration row: 42 rows of 15 px
     rows = row_layout(names)
-    assert rows.scrolls == (n_chans >= 40) and ("scroll-snap" in make_label_config(names)) == rows.scrolls
+    assert rows.scrolls == (n_chans >= 42) and ("scroll-snap" in make_label_config(names)) == rows.scrolls
     if not rows.scrolls:
         assert set(rows.titles) == {""} and rows.calibration_gap_px() == 6
 
