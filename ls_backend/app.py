@@ -22,6 +22,7 @@ from .config import Settings
 from .detect.report import register_detections_page
 from .jobs import RetrainQueue, rq_dispatch
 from .project_state import project_key
+from .review.feedback import handle_review_webhook
 from .stores import StoreCache, TaskInputError, WindowRef, Windows
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
             if hmac.compare_digest(given, settings.webhook_secret):
                 return None
         auth = request.authorization
-        if auth and hmac.compare_digest(auth.username or "", settings.basic_auth_user) and hmac.compare_digest(
-            auth.password or "", settings.basic_auth_pass
+        if (
+            auth
+            and hmac.compare_digest(auth.username or "", settings.basic_auth_user)
+            and hmac.compare_digest(auth.password or "", settings.basic_auth_pass)
         ):
             return None
         stats["unauthorized"] += 1
@@ -137,6 +140,17 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         body = _json_body()
         action = body.get("action")
         project = (body.get("project") or {}).get("id") if isinstance(body.get("project"), dict) else None
+        try:  # a cluster review project's answer: stored, and its window project retrains
+            window = handle_review_webhook(settings.model_dir, body)
+        except LookupError:
+            pass
+        else:
+            if window is None or queue is None:
+                stats["ignored_webhooks"] += 1
+                return jsonify(status="ignored", action=action), 200
+            queue.request(window, f"REVIEW_{action}")
+            stats["review_answers"] += 1
+            return jsonify(status="queued", action=action, project=window), 201
         if action in RETRAIN_ACTIONS and queue is not None and project is not None:
             queue.request(project, action)
             stats["retrain_requests"] += 1
