@@ -33,14 +33,13 @@ def review_label_config() -> str:
     answers = "\n".join(f"    <Choice value={quoteattr(a)} hotkey={quoteattr(ANSWER_HOTKEYS[a])}/>" for a in ANSWERS)
     return f"""<View>
   <Header value="$title"/>
-  <Text name="summary" value="$summary"/>
-  <Image name="{IMAGE_NAME}" value="$image" zoom="true" zoomControl="true"/>
-  <Header value="Answer for the whole cluster" size="5"/>
   <Choices name="{ANSWER_NAME}" toName="{IMAGE_NAME}" choice="single-radio" required="true" showInline="true">
 {answers}
   </Choices>
-  <Header value="Shown members to treat individually (not labeled by the answer)" size="5"/>
+  <Header value="Shown members to treat individually (left out of the answer):" size="6"/>
   <Choices name="{EXCLUDED_NAME}" toName="{IMAGE_NAME}" choice="multiple" value="$shown" showInline="true"/>
+  <Text name="summary" value="$summary"/>
+  <Image name="{IMAGE_NAME}" value="$image" zoom="true" zoomControl="true"/>
 </View>
 """
 
