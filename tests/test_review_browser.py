@@ -19,7 +19,7 @@ from review_helpers import review_patient
 
 from converters import studio
 from ls_backend.review.answers import ACCEPTED, ANSWERS
-from ls_backend.review.command import cluster_patient
+from ls_backend.review.command import cluster_patient, replace_open_tasks
 from ls_backend.review.feedback import review_of_annotation
 from ls_backend.review.members import read_detection
 from ls_backend.review.tasks import ANSWER_HOTKEYS, review_label_config, review_tasks
@@ -39,8 +39,7 @@ def open_review_tasks(client, tmp_path) -> tuple[int, list[dict]]:
     tasks = review_tasks(clustering, members, set(), "1", "review-test", gain_uv)
     title = f"P-{uuid.uuid4().hex[:6]} - cluster review"
     project, _ = studio.get_or_create_project(client, title, review_label_config())
-    studio.import_tasks(client, project.id, tasks, progress=False)
-    client.projects.update(id=project.id, model_version="review-test", sampling=studio.SAMPLING)
+    replace_open_tasks(client, project.id, tasks, "review-test")
     return project.id, tasks
 
 

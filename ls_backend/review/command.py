@@ -266,10 +266,14 @@ def replace_open_tasks(client: Any, project_id: int, tasks: list[dict], version:
     """Import ``tasks`` (all or nothing), then delete the unanswered tasks of earlier runs and make ``version`` the
     project's ranking; answered tasks stay."""
     old = [task for task, count in studio.annotation_counts(client, project_id).items() if not count]
-    created = studio.import_tasks(client, project_id, tasks, progress=False) if tasks else []
+    bare = [{k: v for k, v in task.items() if k != "predictions"} for task in tasks]
+    created = studio.import_tasks(client, project_id, bare, progress=False) if tasks else []
     try:
         studio.delete_tasks(client, project_id, old)
-        client.projects.update(id=project_id, model_version=version, sampling=studio.SAMPLING)
+        if created:  # the scores, as the window project's rankings are pushed (inline ones were not always kept)
+            scores = [{**task["predictions"][0], "task": task_id} for task, task_id in zip(tasks, created)]
+            client.projects.import_predictions(id=project_id, request=scores)
+            client.projects.update(id=project_id, model_version=version, sampling=studio.SAMPLING)
     except BaseException:
         studio.undo_import(client, project_id, created, project_created=False)
         raise
