@@ -67,10 +67,8 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
             if hmac.compare_digest(given, settings.webhook_secret):
                 return None
         auth = request.authorization
-        if (
-            auth
-            and hmac.compare_digest(auth.username or "", settings.basic_auth_user)
-            and hmac.compare_digest(auth.password or "", settings.basic_auth_pass)
+        if auth and hmac.compare_digest(auth.username or "", settings.basic_auth_user) and hmac.compare_digest(
+            auth.password or "", settings.basic_auth_pass
         ):
             return None
         stats["unauthorized"] += 1
@@ -145,11 +143,13 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         except LookupError:
             pass
         else:
-            if window is None or queue is None:
+            if window is None:
                 stats["ignored_webhooks"] += 1
                 return jsonify(status="ignored", action=action), 200
-            queue.request(window, f"REVIEW_{action}")
             stats["review_answers"] += 1
+            if queue is None:
+                return jsonify(status="stored", action=action, project=window), 200
+            queue.request(window, f"REVIEW_{action}")
             return jsonify(status="queued", action=action, project=window), 201
         if action in RETRAIN_ACTIONS and queue is not None and project is not None:
             queue.request(project, action)

@@ -67,8 +67,8 @@ def test_a_review_answered_in_the_browser_labels_the_clusters_members(
     project_id = first_model(studio_client, label_studio, backend)
     true_detection(backend, project_id)
     env = {"MODEL_DIR": str(backend.root / "models"), "WINDOW_STORE_DIR": str(backend.root / "stores"),
-           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, **BACKEND_AUTH}  # fmt: skip
-    for name, value in env.items():
+           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}  # fmt: skip
+    for name, value in (env | BACKEND_AUTH).items():  # the backend's settings (WEBHOOK_SECRET for the webhook)
         monkeypatch.setenv(name, value)
     assert review_command.main(["--project", str(project_id)]) == 0
     state = ProjectState.of(backend.root / "models", project_id)
