@@ -13,6 +13,7 @@ from ls_backend.project_state import ProjectState
 from ls_backend.review.answers import ACCEPTED, ANSWERS
 from ls_backend.review.clusters import review_order
 from ls_backend.review.command import cluster_patient, undecided_part
+from ls_backend.review.command import main as review_main
 from ls_backend.review.members import read_detection
 from ls_backend.review.render import shown_slots
 from ls_backend.review.store import load_clustering, save_clustering
@@ -86,3 +87,20 @@ def test_the_label_config_has_the_answers_with_their_hotkeys_and_dynamic_exclusi
     excluded = root.find("Choices[@name='excluded']")
     assert excluded.get("value") == "$shown" and excluded.get("choice") == "multiple"
     assert root.find("Image").get("value") == "$image"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--project", "x3"], "--project: project must be a Label Studio project id"),
+        (["--project", "3"], "project 3 has no detection yet: run python -m ls_backend.detect"),
+        (["--project", "3", "--detection", "nowhere"], "--detection nowhere: not a detection output"),
+        (["--project", "3", "--detection", "DETECTION", "--model", "missing.pt"], "--model: "),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, patient, argv, message):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    argv = [str(patient.detection) if a == "DETECTION" else a for a in argv]
+    assert review_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m ls_backend.review: error: ") and message in err and err.count("\n") == 1

@@ -16,6 +16,7 @@ import logging
 import shlex
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -163,18 +164,15 @@ def cluster_patient(
     parts, background, stores = [], [], []
     members: dict[str, Member] = {}
     per_recording = max(2, BACKGROUND_WINDOWS // max(1, len(recordings)))
-    for rec in recordings:
-        events = unreviewed(rec.events)
-        store = WindowStore(rec.store)
-        stores.append(store)
-        parts.append(event_detections(store, events, model, rec.stem))
-        background.append(background_embeddings(store, model, per_recording))
-        members |= members_of(rec, events)
-    try:
+    with ExitStack() as stack:
+        for rec in recordings:
+            events = unreviewed(rec.events)
+            store = stack.enter_context(WindowStore(rec.store))
+            stores.append(store)
+            parts.append(event_detections(store, events, model, rec.stem))
+            background.append(background_embeddings(store, model, per_recording))
+            members |= members_of(rec, events)
         gain_uv = patient_gain_uv(stores)
-    finally:
-        for store in stores:
-            store.close()
     clustering = cluster_detections(
         joined(parts),
         previous=previous.membership() if previous else None,
