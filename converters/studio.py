@@ -365,6 +365,22 @@ def _delete_tasks(client: LabelStudio, project_id: int, task_ids: Sequence[int])
         )
 
 
+def delete_tasks(client: LabelStudio, project_id: int, task_ids: Sequence[int]) -> None:
+    """Delete the given tasks of the project (with their annotations and predictions)."""
+    with _api(client, f"deleting {len(task_ids)} tasks of project {project_id}"):
+        _delete_tasks(client, project_id, task_ids)
+
+
+def annotation_counts(client: LabelStudio, project_id: int) -> dict[int, int]:
+    """``{task id: number of annotations}`` of every task of the project (ids and counts only)."""
+    with _api(client, f"listing the tasks of project {project_id}"):
+        return {
+            int(task.id): int(task.total_annotations or 0)
+            for tasks, _ in _task_pages(client, project_id, "id,total_annotations", _ID_PAGE_SIZE)
+            for task in tasks
+        }
+
+
 def import_tasks(
     client: LabelStudio,
     project_id: int,
@@ -560,6 +576,23 @@ def _set_webhook_secret(client: LabelStudio, project_id: int, hook_url: str, sec
             client.webhooks.create(
                 project=project_id, url=hook_url, headers=headers, send_payload=True, send_for_all_actions=True
             )
+
+
+def connect_webhook(
+    client: LabelStudio, project_id: int, url: str, actions: Sequence[str], secret: str | None = None
+) -> None:
+    """A webhook of ``actions`` (with their payload) from the project to ``url``, created once; with ``secret`` it
+    sends the header ``X-Webhook-Secret`` that the ML backend accepts on /webhook."""
+    headers = {WEBHOOK_SECRET_HEADER: secret} if secret else {}
+    with _api(client, f"setting the webhook of project {project_id}"):
+        hooks = [h for h in client.webhooks.list(project=str(project_id)) if (h.url or "").rstrip("/") == url]
+        for hook in hooks:
+            client.webhooks.update(id=hook.id, headers=headers, actions=list(actions), send_for_all_actions=False)
+        if not hooks:
+            client.webhooks.create(
+                project=project_id, url=url, headers=headers, send_payload=True, send_for_all_actions=False,
+                actions=list(actions),
+            )  # fmt: skip
 
 
 def delete_predictions(client: LabelStudio, project_id: int, model_version: str) -> None:

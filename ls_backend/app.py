@@ -24,6 +24,7 @@ from .detect.report import register_detections_page
 from .display import is_display_request, register_display_route
 from .jobs import RetrainQueue, rq_dispatch
 from .project_state import project_key
+from .review.feedback import handle_review_webhook
 from .stores import StoreCache, TaskInputError, WindowRef, Windows
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,19 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
         body = _json_body()
         action = body.get("action")
         project = (body.get("project") or {}).get("id") if isinstance(body.get("project"), dict) else None
+        try:  # a cluster review project's answer: stored, and its window project retrains
+            window = handle_review_webhook(settings.model_dir, body)
+        except LookupError:
+            pass
+        else:
+            if window is None:
+                stats["ignored_webhooks"] += 1
+                return jsonify(status="ignored", action=action), 200
+            stats["review_answers"] += 1
+            if queue is None:
+                return jsonify(status="stored", action=action, project=window), 200
+            queue.request(window, f"REVIEW_{action}")
+            return jsonify(status="queued", action=action, project=window), 201
         if action in RETRAIN_ACTIONS and queue is not None and project is not None:
             queue.request(project, action)
             stats["retrain_requests"] += 1

@@ -34,6 +34,7 @@ from .model.training import dense_targets
 from .preannotate import model_pre_annotations
 from .project_state import COLD_START_VERSION, ProjectState, rerank_version, write_json_atomic
 from .registry import ModelRegistry
+from .review.training import with_cluster_reviews
 from .stores import StoreCache, WindowRef, Windows
 from .task_index import cached_task_index
 
@@ -54,6 +55,7 @@ class RetrainResult:
     n_labels: int
     metrics: dict = field(default_factory=dict)
     n_ranked: int = 0
+    n_review_labels: int = 0  # members labeled by cluster review answers (ls_backend.review), weight REVIEW_WEIGHT
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, written to MODEL_DIR/<project>/last_run.json
 
 
@@ -142,6 +144,7 @@ def _retrain(
 ) -> RetrainResult:
     with stages("read_windows"):
         labeled = training_set(settings, labels)
+        labeled, n_review = with_cluster_reviews(state, labels, labeled, settings.window_store_dir)
         X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - labeled.id_set())))
     current = registry.load(state.key)
     with stages("training"):
@@ -161,7 +164,7 @@ def _retrain(
         raise
     with stages("budget"):
         budget.after_retraining(settings, client, state.key, labels)  # report, and summary in the description
-    return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked)
+    return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked, n_review)
 
 
 def read_tasks(settings: Settings, index: dict[int, WindowRef], task_ids: list[int]) -> np.ndarray | None:

@@ -25,14 +25,20 @@ def synthetic_detection(root: Path, seconds: float = 60, name: str = "sub-04_tas
     spike: peak on the derivation of its main contact, involving the next contact's derivation too."""
     edf = write_edf(root / f"{name}.edf", PATIENT, seconds)
     info = convert_recording(edf, root / "stores" / f"{name}.h5")
+    return SyntheticDetection(edf, Path(info.store), spike_events(info.ch_names, seconds))
+
+
+def spike_events(ch_names: list[str], seconds: float) -> list[Event]:
+    """One event per true spike of ``seconds`` of the patient (the recording's derivations ``ch_names``); the first
+    one "confirmed" by a clinician."""
     events = []
     for k, spike in enumerate(e for e in make_events(PATIENT, seconds) if e.is_spike):
-        peak_channel = derivation_of(info.ch_names, spike.channels[0])
-        involved = {peak_channel: 0.9, derivation_of(info.ch_names, spike.channels[1]): 0.7}
+        peak_channel = derivation_of(ch_names, spike.channels[0])
+        involved = {peak_channel: 0.9, derivation_of(ch_names, spike.channels[1]): 0.7}
         reviewed = "confirmed" if k == 0 else ""
         events.append(Event(spike.peak_seconds - 0.05, 0.1, spike.peak_seconds, peak_channel, 0.9, involved,
                             reviewed, MODEL_VERSION))  # fmt: skip
-    return SyntheticDetection(edf, Path(info.store), events)
+    return events
 
 
 def derivation_of(ch_names: list[str], contact: str) -> str:

@@ -48,6 +48,10 @@ def key_numbers(status: BudgetStatus, assessment: Assessment) -> list[tuple[str,
     remaining = "-" if status.remaining is None else f"{status.remaining} labels"
     per_label = duration(status.seconds / status.spent) if status.spent else "-"
     quality = "-" if assessment.latest_score is None else f"{assessment.latest_score:.2f}"
+    reviews = []
+    if status.cluster_reviews:
+        reviews = [("Cluster reviews", f"{status.cluster_reviews} decisions, {status.review_labeled_windows} "
+                    "detections labeled by them (weight 0.5; not counted as labels spent)")]  # fmt: skip
     return [
         ("Budget", budget),
         ("Labels spent", f"{status.spent}" + (" (budget spent)" if status.is_spent else "")),
@@ -55,6 +59,7 @@ def key_numbers(status: BudgetStatus, assessment: Assessment) -> list[tuple[str,
         ("Clinician time", f"{duration(status.seconds)} ({per_label} per label)"),
         ("Windows labeled", str(status.labeled_windows)),
         ("Labels from context", f"{status.context_windows} windows (spikes drawn in other tasks' context, free)"),
+        *reviews,
         ("Spike windows found", str(status.spike_windows)),
         ("Model quality (AUPRC, 0-1)", f"{quality} (target {status.target_score:.2f})"),
         ("Labels to reach the target", estimate_text(assessment)),

@@ -28,6 +28,8 @@ from ..config import Settings
 from ..labels import TaskLabel, is_spike, project_labels
 from ..project_state import SPENT_SUFFIX, project_key, write_json_atomic
 from ..registry import ModelRegistry
+from ..review.exports import review_states
+from ..review.store import load_reviews
 from .plan import Budget, load_budget
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class BudgetStatus:
     version: str | None = None
     made_at: float = field(default_factory=time.time)
     context_windows: int = 0  # of the labeled windows, those labeled from context (no label spent on them)
+    cluster_reviews: int = 0  # cluster review decisions (ls_backend.review), not counted in ``spent``
+    review_labeled_windows: int = 0  # detections those decisions labeled (no clinician window label on them)
 
     @property
     def remaining(self) -> int | None:
@@ -92,9 +96,16 @@ def clinician_name(completed_by: Any, names: dict[int, str]) -> str:
 
 
 def compute_status(
-    project: str, title: str, budget: Budget, labels: list[TaskLabel], history: list[dict], names: dict[int, str]
+    project: str,
+    title: str,
+    budget: Budget,
+    labels: list[TaskLabel],
+    history: list[dict],
+    names: dict[int, str],
+    reviews: tuple[int, int] = (0, 0),
 ) -> BudgetStatus:
-    """The spending of ``labels`` (from :func:`ls_backend.labels.fetch_labels`) and the quality it bought."""
+    """The spending of ``labels`` (from :func:`ls_backend.labels.fetch_labels`) and the quality it bought;
+    ``reviews``: the cluster review decisions and the detections they labeled, reported apart."""
     per_clinician: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for label in labels:
         times = label.lead_times or [0.0] * len(label.annotators)
@@ -123,6 +134,8 @@ def compute_status(
         quality=quality_points(history),
         version=history[-1]["version"] if history else None,
         context_windows=sum(label.from_context for label in labels),
+        cluster_reviews=reviews[0],
+        review_labeled_windows=reviews[1],
     )
 
 
@@ -161,7 +174,9 @@ def collect_status(
     labels = project_labels(client, registry.state(key), settings.window_store_dir) if labels is None else labels
     names = {int(u.id): str(u.email or u.username) for u in client.users.list()}
     history = registry.history(key)
-    return compute_status(key, title, load_budget(settings, key), labels, history, names)
+    state = registry.state(key)
+    reviews = (len(load_reviews(state)), len(review_states(state, labels, settings.window_store_dir)))
+    return compute_status(key, title, load_budget(settings, key), labels, history, names, reviews)
 
 
 def save_status(model_dir: Path, status: BudgetStatus) -> None:

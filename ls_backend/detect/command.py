@@ -12,7 +12,7 @@ import logging
 import math
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from ..labels import TaskLabel, project_labels
 from ..model.checkpoints import CheckpointError
 from ..project_state import COLD_START_VERSION, ProjectState
 from ..registry import ModelRegistry
+from ..review.answers import apply_reviews
+from ..review.exports import matched_ids, review_states
 from ..stores import TaskInputError
 from .events import Event
 from .exports import (
@@ -123,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "window yields none (default: on with --project when LABEL_STUDIO_API_KEY is set)",
     )
     parser.add_argument(
+        "--keep-rejected",
+        action="store_true",
+        help="keep the events of clusters a clinician rejected in python -m ls_backend.review, marked "
+        "reviewed=rejected (default: removed); with --project",
+    )
+    parser.add_argument(
         "--queue",
         action="store_true",
         help="run one job per recording on the RQ workers of REDIS_URL (python -m ls_backend.worker) instead of "
@@ -153,6 +161,8 @@ class Plan:
     redis_url: str = ""  # with --queue
     labels: dict[Path, list[TaskLabel]] | None = None  # with labels: each store's labeled windows
     n_labels: int = 0
+    review_states: dict[str, str] = field(default_factory=dict)  # cluster review decisions, by member id
+    keep_rejected: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +201,12 @@ def plan_detection(args: argparse.Namespace, settings: Settings, command: str) -
         assert state is not None
         plan.labels = fetch_store_labels(settings, state, stores)
         plan.n_labels = sum(map(len, plan.labels.values()))
+    if state is not None:
+        labels = [lab for found in (plan.labels or {}).values() for lab in found]
+        plan.review_states = review_states(state, labels, settings.window_store_dir)
+        plan.keep_rejected = args.keep_rejected
+    elif args.keep_rejected:
+        raise UsageError("--keep-rejected needs --project (the project whose cluster reviews apply)")
     return plan
 
 
@@ -369,6 +385,7 @@ def run(plan: Plan, progress: bool = True) -> tuple[Path, int]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": plan.command,
         "labeled_windows": plan.n_labels,
+        "reviewed_detections": len(plan.review_states),
     }
     out = write_detection_output(plan.out, recordings, info)
     if plan.state is not None:
@@ -379,6 +396,10 @@ def run(plan: Plan, progress: bool = True) -> tuple[Path, int]:
 def recording_events(plan: Plan, path: Path, events: list[Event]) -> RecordingEvents:
     """One recording's events for the outputs, with its labeled windows applied."""
     with WindowStore(path) as store:
+        if plan.review_states:  # before the window labels, which win
+            stem = recording_stem(path)
+            ids = matched_ids(stem, events, plan.review_states)
+            events = apply_reviews(events, ids, plan.review_states, plan.keep_rejected)
         if plan.labels is not None:
             window_seconds = store.window_samples / store.sfreq
             events = apply_labels(events, plan.labels[path], window_seconds, store)

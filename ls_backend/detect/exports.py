@@ -73,6 +73,8 @@ EVENT_COLUMNS: dict[str, dict] = {
         "Description": "Whether a clinician's label decided this event",
         "Levels": {
             "confirmed": "In a window a clinician labeled as a spike",
+            "accepted": "In a cluster of detections a clinician accepted as epileptiform (cluster review)",
+            "rejected": "In a cluster a clinician rejected (cluster review; kept with --keep-rejected)",
             "n/a": "Found by the detector, not reviewed",
         },
     },

@@ -257,6 +257,11 @@ def event_id(recording: str, event: Event) -> str:
     return f"{recording}@{round(event.peak * 1000)}"
 
 
+def centred_start(peak: float, sfreq: float, n_times: int, length: int) -> int:
+    """The first sample of a window of ``n_times`` centred on ``peak`` seconds, shifted inside ``length`` samples."""
+    return min(max(0, round(peak * sfreq) - n_times // 2), length - n_times)
+
+
 def event_windows(store: WindowStore, events: Sequence[Event], n_times: int) -> np.ndarray:
     """Model input ``[n, n_chans, n_times]`` centred on each event's peak (shifted inside the recording at its
     ends), every channel but the peak channel absent (NaN): the embedding is then the peak channel's."""
@@ -270,7 +275,7 @@ def event_windows(store: WindowStore, events: Sequence[Event], n_times: int) -> 
                 f"{store.path}: event at {event.peak:.3f} s peaks on unknown channel {event.peak_channel!r}"
             )
         channel = store.ch_names.index(event.peak_channel)
-        start = min(max(0, round(event.peak * store.sfreq) - n_times // 2), length - n_times)
+        start = centred_start(event.peak, store.sfreq, n_times, length)
         out[i, channel] = read_signal(store, start, start + n_times)[channel]
     return out
 
