@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from converters import studio
 from converters.windows import WindowStore
 
-from ..cli import OneLineParser
+from ..cli import OneLineParser, configure_logging
 from ..config import Settings
 from ..labels import TaskLabel, project_labels
 from ..model.checkpoints import CheckpointError
@@ -168,10 +168,7 @@ class Plan:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         plan = plan_detection(args, Settings.from_env(), f"{PROG} {shlex.join(argv)}")
     except ValueError as err:  # UsageError, bad settings, bad project id, OutputExistsError

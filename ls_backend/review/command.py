@@ -28,7 +28,7 @@ from converters import studio
 from converters.tasks import patient_gain_uv
 from converters.windows import WindowStore
 
-from ..cli import OneLineParser
+from ..cli import OneLineParser, configure_logging
 from ..config import Settings
 from ..detect.command import UsageError, checkpoint_model, project_model, project_state
 from ..detect.exports import is_detection_output, latest_detection
@@ -98,10 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         plan = plan_review(args, Settings.from_env())
     except ValueError as err:
