@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 PUSH_BATCH = 500
 PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
+WRITTEN_TASKS = 5000  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
 RANKING_BATCH = 10  # windows chosen jointly (no near-duplicates among them): what a clinician labels between runs
 PLAN = Plan()  # how a retraining trains (epochs, validation, pseudo-labels): the replay benchmark's default too
 
@@ -207,10 +208,14 @@ def push_ranking(
     ``labeled``: the labeled windows, with their task ids in ``labeled.ids``. Nothing is pushed when ``version``
     is already live. A large project is ranked in two parts: first the ``PRIORITY_TASKS`` tasks most likely to
     matter (the best of the previous ranking, tasks it has not seen, and a random draw), whose ranking goes live at
-    once; then the others, which follow them (scores above the first part's) and join the same version as they are
-    written. The predictions of the version before the previous one are then deleted: the previous version's stay,
-    because a clinician may have a task open with its pre-annotation, and Label Studio refuses to save an annotation
-    whose parent prediction is gone (400).
+    once; then the others, which follow them (scores above the first part's). Every task is ranked (the backend's
+    ranking, which ``/predict`` answers from), but only the first ``WRITTEN_TASKS`` get a prediction in Label Studio:
+    its uncertainty sampling serves only tasks with a prediction of the live version, far more than a clinician labels
+    before the next ranking, and a task opened outside the head is pre-annotated on demand (Label Studio asks
+    ``/predict`` for a task without predictions). Writing, and later deleting, 100,000 predictions per ranking would
+    cost Label Studio minutes each time. The predictions of the version before the previous one are then deleted:
+    the previous version's stay, because a clinician may have a task open with its pre-annotation, and Label Studio
+    refuses to save an annotation whose parent prediction is gone (400).
     """
     stages = Stages() if stages is None else stages
     project = state.key
@@ -232,8 +237,9 @@ def push_ranking(
                 for prediction in predictions:  # part k scores in [k, k + 1) / parts: the first part is served first
                     prediction["score"] = (k + PART_SPAN * prediction["score"]) / len(parts)
             with stages("pushing"):
-                for first in range(0, len(predictions), PUSH_BATCH):
-                    batch = predictions[first : first + PUSH_BATCH]
+                written = sorted(predictions, key=lambda p: p["score"])[: max(0, WRITTEN_TASKS - len(windows))]
+                for first in range(0, len(written), PUSH_BATCH):
+                    batch = written[first : first + PUSH_BATCH]
                     client.projects.import_predictions(id=int(project), request=batch)
                 windows |= {index[p["task"]].window_id: [p["score"], p["cluster"]] for p in predictions}
                 state.write_ranking(version, previous.get("version"), windows)

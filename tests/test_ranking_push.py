@@ -110,6 +110,7 @@ def record_calls(monkeypatch, client, calls: list[str], fail_after_imports: int 
 def test_a_large_project_goes_live_with_its_first_part_then_gets_the_rest(label_studio, studio_client, tmp_path,
                                                                           monkeypatch):  # fmt: skip
     n_tasks = retrain.PRIORITY_TASKS + 300  # two parts with the real threshold
+    monkeypatch.setattr(retrain, "WRITTEN_TASKS", retrain.PRIORITY_TASKS + 100)  # the head of the second part
     engine, project_id, index = small_tasks_project(label_studio, studio_client, tmp_path, n_tasks)
     try:
         calls: list[str] = []
@@ -121,13 +122,17 @@ def test_a_large_project_goes_live_with_its_first_part_then_gets_the_rest(label_
         assert calls == ["import"] * first_batches + ["update"] + ["import"]  # live after the first part only
         assert studio_client.projects.get(project_id).model_version == version
         counts = predictions_per_task(studio_client, project_id)
-        assert set(counts) == {version} and counts[version] == Counter(dict.fromkeys(index, 1))
         scores = {p.task: p.score for p in studio_client.predictions.list(project=project_id)}
+        assert set(counts) == {version} and counts[version] == Counter(dict.fromkeys(scores, 1))
         ranking = json.loads(engine.registry.state(project_id).ranking.read_text())
-        assert ranking["version"] == version and len(ranking["windows"]) == n_tasks
+        assert ranking["version"] == version and len(ranking["windows"]) == n_tasks  # every task ranked
         first, second = retrain.priority_parts(list(index), index, {})
-        assert len(first) == retrain.PRIORITY_TASKS
-        assert max(scores[t] for t in first) < min(scores[t] for t in second)  # the first part is served first
+        assert len(first) == retrain.PRIORITY_TASKS and set(first) <= set(scores)
+        written = [t for t in second if t in scores]
+        assert len(written) == 100 and len(scores) == retrain.WRITTEN_TASKS  # only the head of the second part
+        assert max(scores[t] for t in first) < min(scores[t] for t in written)  # the first part is served first
+        ranked = {t: ranking["windows"][index[t].window_id][0] for t in second}
+        assert max(ranked[t] for t in written) <= min(ranked[t] for t in second if t not in scores)
     finally:
         studio.delete_project(studio_client, project_id)
 
