@@ -6,9 +6,13 @@ A real Label Studio server (SQLite) and the backend under gunicorn, as deployed.
 the clock runs until the backend has switched the project's ``model_version`` to the new ranking (after writing its
 predictions: all of them, or in a large project the first part's, see ``ls_backend.retrain.push_ranking``). The
 debounce (``RETRAIN_DEBOUNCE_SECONDS``, default 5 s) is part of the time. The backend's stage timings come from
-``MODEL_DIR/<project>/last_run.json``.
+``MODEL_DIR/<project>/last_run.json``. The tasks are imported with ``--display-url`` (the backend serves their
+traces), as a project of this size should be. While the last run goes, the labeling stream's next task is asked for
+every second (its latency: what a clinician waits for after a submit), and the backend's peak memory is read at the
+end (gunicorn's processes, the retraining runs in its worker).
 
     python -m benchmarks.bench_time_to_ranking                       # 20,000 tasks, 200 labels
+    python -m benchmarks.bench_time_to_ranking --tasks 100000 --out benchmarks/results/time_to_ranking_100k.json
     python -m benchmarks.bench_time_to_ranking --tasks 2000 --labels 60 --out /tmp/ttr.json   # a quick look
 """
 
@@ -30,15 +34,16 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # studio_server.py starts the La
 WINDOW, STRIDE = 2.0, 0.5  # seconds: overlapping windows, so 20,000 tasks are under 3 hours of recording
 
 
-def import_patient(root: Path, studio_url: str, token: str, n_tasks: int) -> None:
-    """A synthetic recording with about ``n_tasks`` windows, imported with its events as predictions."""
+def import_patient(root: Path, studio_url: str, token: str, n_tasks: int, display_url: str) -> None:
+    """A synthetic recording with about ``n_tasks`` windows, imported with its events as predictions and its traces
+    served by the backend at ``display_url`` (``--display-url``)."""
     import converters.cli as cli
     from converters.synthetic import PATIENTS, write_edf
 
     source = write_edf(root / "rec.edf", PATIENTS["A"], n_tasks * STRIDE + WINDOW)
     args = [str(source), "--patient", "TTR", "--url", studio_url, "--api-key", token, "--store-dir",
             str(root / "stores"), "--window", str(WINDOW), "--stride", str(STRIDE), "--max-windows", str(n_tasks),
-            "--events", "predictions", "--batch-size", "500"]  # fmt: skip
+            "--events", "predictions", "--batch-size", "1000", "--display-url", display_url]  # fmt: skip
     if cli.main(args) != 0:
         raise RuntimeError("the import failed")
 
@@ -72,13 +77,13 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
 
     with running_studio(root / "studio") as server:
         client = LabelStudio(base_url=server.url, api_key=server.token)
-        t0 = time.perf_counter()
-        import_patient(root, server.url, server.token, n_tasks)
-        import_seconds = time.perf_counter() - t0
-        project = next(p for p in client.projects.list() if p.title == "Spikes TTR")
         proc, url = start_backend(root, {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token,
                                          "RETRAIN_DEBOUNCE_SECONDS": str(debounce)})
         try:
+            t0 = time.perf_counter()
+            import_patient(root, server.url, server.token, n_tasks, url)
+            import_seconds = time.perf_counter() - t0
+            project = next(p for p in client.projects.list() if p.title == "Spikes TTR")
             connected = time.time()
             studio.connect_ml_backend(client, project.id, url)
             cold_start = run_after(root / "models", project.id, connected)
@@ -91,7 +96,9 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
             wait_idle(root / "models", project.id)
             submitted = time.time()
             client.annotations.create(id=int(order[n_labels - 1]), result=[window_result(truth[order[n_labels - 1]])])
-            last = run_after(root / "models", project.id, submitted)
+            with StreamProbe(server.url, server.token, project.id) as stream:  # a clinician asking for tasks
+                last = run_after(root / "models", project.id, submitted)
+            backend_rss_mb = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(60)
@@ -100,8 +107,56 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
         "cold_start_ranking_seconds": since(connected, cold_start, "live"),
         "annotation_to_live_ranking_seconds": since(submitted, last, "live"),
         "annotation_to_run_finished_seconds": since(submitted, last, "total"),
+        "labeling_stream_during_run": stream.summary(), "backend_peak_rss_mb": backend_rss_mb,
         "cold_start_run": cold_start, "last_run": last,
     }  # fmt: skip
+
+
+class StreamProbe:
+    """The labeling stream's next task (``GET /api/projects/<id>/next``, what the editor asks after a submit),
+    requested every ``pause`` seconds in a thread while the retraining runs: its latencies."""
+
+    def __init__(self, url: str, token: str, project_id: int, pause: float = 1.0):
+        import threading
+
+        import httpx
+
+        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=60)
+        self.path, self.pause = f"/api/projects/{project_id}/next", pause
+        self.seconds: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self) -> StreamProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.close()
+
+    def _probe(self) -> None:
+        while not self.stop.wait(self.pause):
+            started = time.perf_counter()
+            self.client.get(self.path).raise_for_status()
+            self.seconds.append(time.perf_counter() - started)
+
+    def summary(self) -> dict:
+        times = np.array(self.seconds or [np.nan])
+        return {"requests": len(self.seconds), "p50_seconds": float(np.percentile(times, 50)),
+                "p95_seconds": float(np.percentile(times, 95)), "max_seconds": float(times.max())}  # fmt: skip
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The largest peak resident memory (VmHWM) of a process and its children (gunicorn's master and worker)."""
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    peaks = []
+    for each in pids:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
 
 
 def since(moment: float, run: dict, mark: str) -> float | None:
@@ -140,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in result["last_run"]["seconds"].items():
         print(f"{'  ' + name:<38}{value:>9.1f}")
     for name in ("import_seconds", "cold_start_ranking_seconds", "annotation_to_live_ranking_seconds",
-                 "annotation_to_run_finished_seconds"):
+                 "annotation_to_run_finished_seconds", "backend_peak_rss_mb"):
         print(f"{name:<38}{result[name] or float('nan'):>9.1f}")
+    print(f"labeling stream during the run: {result['labeling_stream_during_run']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -595,18 +595,25 @@ def connect_webhook(
             )  # fmt: skip
 
 
-def delete_predictions(client: LabelStudio, project_id: int, model_version: str) -> None:
-    """Delete every prediction of ``model_version`` in the project (``DELETE /api/projects/{id}/model-versions/``)."""
-    url = f"{_base_url(client)}/api/projects/{project_id}/model-versions/"
-    headers = client._client_wrapper.get_headers()
-    try:
-        response = httpx.request("DELETE", url, json={"model_version": model_version}, headers=headers, timeout=300)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise StudioError(
-            f"Label Studio at {_base_url(client)}: deleting the predictions of {model_version!r} in project "
-            f"{project_id} failed: {_server_message(exc)}"
-        ) from exc
+def delete_predictions(client: LabelStudio, project_id: int, model_version: str) -> int:
+    """Delete every prediction of ``model_version`` in the project, one request each; returns how many.
+
+    Label Studio's own ``DELETE /api/projects/{id}/model-versions/`` deletes a version in one transaction that
+    updates each task's counters one by one (15-20 ms a prediction here): in a large project it held SQLite's write
+    lock for minutes, and the labeling stream of every clinician waited (51 s measured for 2,000 predictions).
+    Single deletions hold it for one prediction at a time. A prediction already gone is skipped.
+    """
+    what = f"deleting the predictions of {model_version!r} in project {project_id}"
+    with _api(client, what):
+        ids = [p.id for p in client.predictions.list(project=project_id) if p.model_version == model_version]
+    with _api(client, what):
+        for prediction_id in ids:
+            try:
+                client.predictions.delete(id=int(prediction_id))
+            except ApiError as exc:
+                if exc.status_code != 404:
+                    raise
+    return len(ids)
 
 
 def delete_project(client: LabelStudio, project_id: int) -> None:
