@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CA_BUNDLE = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))  # the host's, for pip in builds
 BACKEND_IMAGE = "spike-al-backend:0.1.0"  # compose.yaml's backend image
 LABEL_STUDIO_IMAGE = "spike-al-label-studio:1.23.2"  # built from docker/Dockerfile.label-studio
+REDIS_IMAGE = "spike-al-redis:bookworm"  # Debian's redis-server, for the Redis profile (no redis image to pull)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # an imported image has no ENV
 
 
@@ -138,6 +139,17 @@ def build_image(dockerfile: str, tag: str, *build_args: str, base_image: str = B
     return time.perf_counter() - started
 
 
+def build_redis_image(base_image: str = BASE_IMAGE) -> float:
+    """:data:`REDIS_IMAGE`: Debian's redis-server on ``base_image`` (data in /data, as the official image); seconds."""
+    dockerfile = (f"FROM {base_image}\n"
+                  "RUN apt-get update && apt-get install -y --no-install-recommends redis-server"
+                  " && rm -rf /var/lib/apt/lists/*\n"
+                  "WORKDIR /data\n")  # fmt: skip
+    started = time.perf_counter()
+    run(["nice", DOCKER, "build", "--network", "host", "-t", REDIS_IMAGE, "-"], input=dockerfile)
+    return time.perf_counter() - started
+
+
 def compose_tool() -> list[str]:
     """``docker compose`` (v2) where its plugin is installed, else Debian's legacy ``docker-compose`` (1.29)."""
     if succeeds([DOCKER, "compose", "version"]):
@@ -147,33 +159,43 @@ def compose_tool() -> list[str]:
     return ["docker-compose"]
 
 
-def host_network_compose(compose: dict, studio_port: int, backend_port: int, profiles: Sequence[str] = ()) -> dict:
-    """compose.yaml with every service on the host network, listening on 127.0.0.1 at the given free ports.
+def host_network_compose(compose: dict, ports: Mapping[str, int], redis_image: str | None = None) -> dict:
+    """compose.yaml with every service on the host network, listening on 127.0.0.1 at the free ``ports`` of
+    ``label-studio``, ``backend`` and, for the Redis profile (its services included only then), ``redis``, which
+    runs ``redis_image``.
 
     Also what the legacy docker-compose 1.29 does not read: no top-level ``name`` (the caller passes ``-p``) and no
     ``depends_on: required``, so a dependency on a service of an inactive profile is dropped. Health checks poll
     every 2 s, so the start time measured is the stack's, not the polling's."""
-    studio_url, backend_url = f"http://127.0.0.1:{studio_port}", f"http://127.0.0.1:{backend_port}"
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    active = {"redis"} if "redis" in ports else set()
     result = {key: value for key, value in compose.items() if key != "name"}
     services = result["services"] = {}
     for name, service in compose["services"].items():
-        if set(service.get("profiles", profiles)) & set(profiles) or "profiles" not in service:
-            services[name] = service | {"network_mode": "host"}
-            services[name].pop("ports", None)
+        if set(service.get("profiles", [])) <= active:
+            services[name] = {key: value for key, value in service.items() if key != "ports"}
     for service in services.values():
+        service["network_mode"] = "host"
         depends_on = {name: dep for name, dep in service.get("depends_on", {}).items() if name in services}
         service["depends_on"] = {name: {"condition": dep["condition"]} for name, dep in depends_on.items()}
-        if "environment" in service and "LABEL_STUDIO_URL" in service["environment"]:
-            service["environment"] = service["environment"] | {"LABEL_STUDIO_URL": studio_url}
+        if "LABEL_STUDIO_URL" in service.get("environment", {}):
+            service["environment"] = service["environment"] | {"LABEL_STUDIO_URL": url["label-studio"]}
+            if active:
+                service["environment"]["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
     studio = services["label-studio"]
-    studio["command"] = [*studio["command"], "--port", str(studio_port), "--internal-host", "127.0.0.1"]
-    studio["environment"] = studio["environment"] | {"LABEL_STUDIO_HOST": studio_url}
-    studio["healthcheck"] = fast_healthcheck(["CMD", "python3", "-c", f"import urllib.request; "
-                                              f"urllib.request.urlopen('{studio_url}/health', timeout=5)"])  # fmt: skip
+    studio["command"] = [*studio["command"], "--port", str(ports["label-studio"]), "--internal-host", "127.0.0.1"]
+    studio["environment"] = studio["environment"] | {"LABEL_STUDIO_HOST": url["label-studio"]}
+    probe = f"import urllib.request; urllib.request.urlopen('{url['label-studio']}/health', timeout=5)"
+    studio["healthcheck"] = fast_healthcheck(["CMD", "python3", "-c", probe])
     backend = services["backend"]
-    backend["command"] = ["gunicorn", "--bind", f"127.0.0.1:{backend_port}", "--workers", "1", "--threads", "4",
+    backend["command"] = ["gunicorn", "--bind", f"127.0.0.1:{ports['backend']}", "--workers", "1", "--threads", "4",
                           "ls_backend.wsgi:app"]  # fmt: skip
-    backend["healthcheck"] = fast_healthcheck(["CMD", "python", "docker/healthcheck.py", f"{backend_url}/health"])
+    backend["healthcheck"] = fast_healthcheck(["CMD", "python", "docker/healthcheck.py", f"{url['backend']}/health"])
+    if active:
+        redis = services["redis"]
+        redis["image"] = redis_image
+        redis["command"] = [*redis["command"], "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", "/data"]
+        redis["healthcheck"] = fast_healthcheck(["CMD", "redis-cli", "-p", str(ports["redis"]), "ping"])
     return result
 
 
