@@ -72,7 +72,10 @@ def running_daemon(log: Path) -> Iterator[None]:
     if dockerd is None or shutil.which(DOCKER) is None:
         raise DockerUnavailable("no docker daemon can run here: docker.io is not installed (scripts/install.sh)")
     if os.geteuid() != 0:
-        raise DockerUnavailable("no docker daemon can run here: dockerd is not running and only root may start it")
+        raise DockerUnavailable(
+            "no docker daemon can run here: none answers (not running, or its socket is not open to this user) "
+            "and only root may start dockerd"
+        )
     with open(log, "w") as out:
         process = subprocess.Popen([dockerd], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

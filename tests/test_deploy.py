@@ -120,6 +120,7 @@ def test_healthchecks_and_startup_order(compose, dockerfile):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "/health" in " ".join(services["label-studio"]["healthcheck"]["test"])
     assert "docker/healthcheck.py" in dockerfile["HEALTHCHECK"][0]
+    assert services["worker"]["healthcheck"] == {"disable": True}  # the image's check asks a web server
     assert services["backend"]["depends_on"]["label-studio"]["condition"] == "service_healthy"
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["label-studio"]["depends_on"]["postgres"]["required"] is False

@@ -168,9 +168,10 @@ def test_compose_stack_imports_labels_and_switches_the_ranking(stack):
         version = client.projects.get(project_id).model_version or ""
         return version if version.startswith(f"p{project_id}-v") else None
 
-    wait_for(trained_version, "a trained ranking live in Label Studio", stack.log)
+    version = wait_for(trained_version, "a trained ranking live in Label Studio", stack.log)
     trainer = "worker" if stack.profile == "redis" else "backend"  # with Redis the RQ worker trains, not the web
-    assert any(line.startswith(trainer) and "run finished" in line for line in stack.log.read_text().splitlines())
+    wait_for(lambda: f"live as {version}" in run([*stack.compose, "logs", "--no-color", trainer]).stdout,
+             f"the {trainer}'s log of ranking {version}", stack.log)  # fmt: skip
 
     run([*stack.compose, "down", "-v"])
     assert project_leftovers(stack.project) == []
