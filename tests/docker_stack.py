@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs installed
 from studio_server import REPO_ROOT, log_tail, stop_process
 
 DOCKER_DIR = REPO_ROOT / "docker"

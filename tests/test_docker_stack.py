@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs installed
 from docker_stack import (
     BACKEND_IMAGE,
     DOCKER_DIR,
