@@ -4,6 +4,8 @@
 #   .venv-ls   the Label Studio server used by the tests and the demo (it pins many packages: own venv)
 #   chromium   Debian's package, driven by Playwright in the browser tests (never `playwright install`)
 #   redis-server  Debian's package, for the tests of the RQ retraining workers
+#   docker     Debian's docker.io, debootstrap and docker-compose, for the test that builds and runs docker/ (only
+#              where apt-get is available and this is root or has sudo; without them that test is skipped)
 # Environment: PYTHON (default python3), LABEL_STUDIO_VERSION (default 1.23.2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -92,4 +94,15 @@ if command -v redis-server >/dev/null; then
 else
     apt_install redis-server
     say "redis-server installed"
+fi
+
+# 5. Debian's Docker engine, debootstrap (the tests' local base image) and docker-compose, for the docker test.
+if command -v dockerd >/dev/null && command -v debootstrap >/dev/null \
+    && { command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; }; then
+    say "docker, debootstrap and compose present"
+elif ! command -v apt-get >/dev/null || { [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; }; then
+    say "docker not installed (needs apt-get and root or sudo): the docker test will be skipped"
+else
+    apt_install docker.io debootstrap docker-compose
+    say "docker.io, debootstrap and docker-compose installed"
 fi

@@ -1,5 +1,5 @@
-"""The deployment files (docker/): no Docker engine runs here, so the compose file and the Dockerfile are checked
-by parsing them, against the backend's settings and the commands the README runs."""
+"""The deployment files (docker/) parsed: the compose file and the Dockerfiles against the backend's settings and the
+commands the README runs. tests/test_docker_stack.py builds the images and runs the stack."""
 
 from __future__ import annotations
 
@@ -61,7 +61,10 @@ def readme_command(prefix: str) -> list[str]:
 def test_services_ports_and_profiles(compose):
     services = compose["services"]
     assert set(services) == {"label-studio", "backend", "redis", "worker", "postgres"}
-    assert re.fullmatch(r"heartexlabs/label-studio:1\.23\.\d+", services["label-studio"]["image"])
+    # the official image unless LABEL_STUDIO_IMAGE names another (docker/Dockerfile.label-studio builds one)
+    assert re.fullmatch(
+        r"\$\{LABEL_STUDIO_IMAGE:-heartexlabs/label-studio:1\.23\.\d+\}", services["label-studio"]["image"]
+    )
     assert services["label-studio"]["ports"][0].endswith(":8080")
     assert services["backend"]["ports"][0].endswith(":9090")
     assert services["backend"]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
@@ -117,6 +120,7 @@ def test_healthchecks_and_startup_order(compose, dockerfile):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "/health" in " ".join(services["label-studio"]["healthcheck"]["test"])
     assert "docker/healthcheck.py" in dockerfile["HEALTHCHECK"][0]
+    assert services["worker"]["healthcheck"] == {"disable": True}  # the image's check asks a web server
     assert services["backend"]["depends_on"]["label-studio"]["condition"] == "service_healthy"
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["label-studio"]["depends_on"]["postgres"]["required"] is False
@@ -134,7 +138,7 @@ def test_image_installs_the_pinned_cpu_torch_and_requirements(dockerfile):
     run = " ".join(dockerfile["RUN"])
     assert "download.pytorch.org/whl/cpu" in " ".join(dockerfile["ARG"])
     assert "grep -E '^torch==' requirements.txt" in run  # the pin is read, not written again
-    assert "pip install -r requirements.txt" in run
+    assert "pip_install.sh -r requirements.txt" in run
     copied = {args.split()[0] for args in dockerfile["COPY"]}
     assert {"requirements.txt", "converters", "ls_backend", "label_config"} <= copied
 
@@ -151,3 +155,19 @@ def test_healthcheck_sends_the_backend_credentials(served_backend):
     assert healthcheck.is_healthy(served_backend, {"BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"})
     assert not healthcheck.is_healthy(served_backend, {})
     assert not healthcheck.is_healthy("http://127.0.0.1:9/health", {})
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.label-studio"])
+def test_images_take_their_base_and_read_the_ca_bundle_as_a_secret(name):
+    text = (DOCKER / name).read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim\nFROM \$\{BASE_IMAGE\}$", text, re.MULTILINE)
+    assert "--mount=type=secret,id=ca" in text and "--mount=type=bind,source=docker," in text
+    assert "ca-certificates" not in text and "/run/secrets" not in text.split("RUN", 1)[0]  # no bundle in a layer
+    ignored = (DOCKER / f"{name}.dockerignore").read_text().splitlines()
+    assert {"**", "!docker/pip_install.sh", "!docker/wheelhouse/"} <= set(ignored)
+
+
+def test_pip_helper_trusts_the_secret_and_prefers_the_wheelhouse():
+    text = (DOCKER / "pip_install.sh").read_text()
+    assert "PIP_CERT=/run/secrets/ca" in text
+    assert "--find-links /build/docker/wheelhouse" in text
