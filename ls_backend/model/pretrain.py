@@ -48,8 +48,13 @@ class PretrainParams:
     ``lr`` and ``weight_decay`` (one-cycle schedule), NT-Xent ``temperature``, a ``projection_dim`` projection head
     (thrown away after pretraining); the views: a crop shifted by up to ``max_shift`` of the window, an amplitude
     scale in ``scale_range``, a sign flip, Gaussian noise of ``noise`` times the window's standard deviation.
+    ``objective`` "masked" instead: spans of ``mask_span`` samples covering about ``mask_fraction`` of each window
+    are zeroed and reconstructed from the feature map by a 1 x 1 convolution (mean squared error on them).
     ``n_windows``: channel-windows sampled from the recording (the memory bound)."""
 
+    objective: str = "contrastive"
+    mask_fraction: float = 0.25
+    mask_span: int = 24
     steps: int = 300
     batch_size: int = 128
     lr: float = 2e-3
@@ -62,6 +67,8 @@ class PretrainParams:
     n_windows: int = 20000
 
     def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"pretraining objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
         if self.steps < 1 or self.batch_size < 2 or self.n_windows < 2:
             raise ValueError(
                 f"pretraining needs steps >= 1, batch_size >= 2 and n_windows >= 2, got steps={self.steps}, "
@@ -204,6 +211,43 @@ class ContrastiveModel(nn.Module):
         features, mean = self.encoder.forward_features(x.unsqueeze(1))
         return self.projection(torch.cat([mean, features.amax(dim=-1)], dim=1))
 
+    def loss(self, x: torch.Tensor, params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
+        """NT-Xent between two random views of each channel-window of ``x`` ``[B, T]``."""
+        views = augment(x, params, generator), augment(x, params, generator)
+        return nt_xent(self(views[0]), self(views[1]), params.temperature)
+
+
+def span_mask(shape: tuple[int, int], params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
+    """``[B, T]`` bool: spans of ``mask_span`` samples at random starts, about ``mask_fraction`` of each row."""
+    B, T = shape
+    span = min(params.mask_span, T)
+    n_spans = max(1, round(params.mask_fraction * T / span))
+    starts = torch.randint(0, T - span + 1, (B, n_spans), generator=generator)
+    positions = (starts[:, :, None] + torch.arange(span)).reshape(B, -1)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    return mask.scatter_(1, positions, True)
+
+
+class MaskedModel(nn.Module):
+    """The encoder and a 1 x 1 convolution reconstructing the signal from the feature map."""
+
+    def __init__(self, encoder: ResNet1d):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = nn.Conv1d(encoder.embedding_dim, 1, 1)
+
+    def loss(self, x: torch.Tensor, params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
+        """Mean squared error of the reconstruction on the masked samples of ``x`` ``[B, T]`` (sign-flipped at
+        random, as a bipolar derivation may be)."""
+        sign = torch.where(torch.rand(len(x), 1, generator=generator) < 0.5, -1.0, 1.0)
+        x = x * sign
+        mask = span_mask((len(x), x.shape[1]), params, generator)
+        features, _ = self.encoder.forward_features(x.masked_fill(mask, 0.0).unsqueeze(1))
+        return ((self.decoder(features)[:, 0] - x) ** 2)[mask].mean()
+
+
+OBJECTIVES = {"contrastive", "masked"}
+
 
 def pretrain_encoder(
     windows: np.ndarray,
@@ -225,7 +269,12 @@ def pretrain_encoder(
     with torch.random.fork_rng(devices=[]), num_threads(detector.n_threads):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        model = ContrastiveModel(detector.build_module(), params.projection_dim)
+        trunk = detector.build_module()
+        model: ContrastiveModel | MaskedModel
+        if params.objective == "masked":
+            model = MaskedModel(trunk)
+        else:
+            model = ContrastiveModel(trunk, params.projection_dim)
         optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         schedule = OneCycle(optimizer, params.steps)
         data = torch.from_numpy(windows)
@@ -233,8 +282,7 @@ def pretrain_encoder(
         model.train()
         for step in range(params.steps):
             x = data[torch.randint(0, len(data), (batch,), generator=generator)]
-            views = augment(x, params, generator), augment(x, params, generator)
-            loss = nt_xent(model(views[0]), model(views[1]), params.temperature)
+            loss = model.loss(x, params, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
