@@ -502,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resummarize", type=Path, metavar="JSON", help="recompute the summary, targets and plot of a result file"
     )
     parser.add_argument(
+        "--references-from",
+        type=Path,
+        metavar="JSON",
+        help="take the fully supervised references from this result file (a run on the same data and target) "
+        "instead of training them again",
+    )
+    parser.add_argument(
         "--update-references",
         type=Path,
         metavar="JSON",
@@ -522,14 +529,30 @@ def resummarize(path: Path) -> dict[str, Any]:
     return result
 
 
+def stored_references(path: Path, info: dict) -> dict[tuple, dict]:
+    """The converged and compute-matched references of the result file at ``path`` as finished jobs; its data must
+    be this run's."""
+    result = json.loads(path.read_text())
+    check_same_data(path, result, info)
+    done = {}
+    for kind, key in (("full", "full_supervised"), ("matched", "compute_matched")):
+        for seed, scores in result[key]["per_seed"].items():
+            done[(kind, kind, int(seed))] = {"result": scores, "seconds": 0.0, "finished": 0.0}
+    return done
+
+
+def check_same_data(path: Path, result: dict, info: dict) -> None:
+    stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}
+    if stored != {k: info[k] for k in stored}:
+        raise SystemExit(f"{path}: its data {stored} is not this run's; pass the data options and target of its run")
+
+
 def update_references(
     path: Path, data: ReplayData, info: dict, settings: ReplaySettings, initargs: tuple, jobs: int
 ) -> dict[str, Any]:
     """Retrain the converged references of the result file at ``path`` on the same data, then resummarize it."""
     result = json.loads(path.read_text())
-    stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}
-    if stored != {k: info[k] for k in stored}:
-        raise SystemExit(f"{path}: its data {stored} is not this run's; pass the data options and target of its run")
+    check_same_data(path, result, info)
     seeds = [int(s) for s in result["full_supervised"]["per_seed"]]
     done = run_jobs([("full", "full", s, None) for s in seeds], jobs, initargs)
     result["full_supervised"] = _reference({s: done[("full", "full", s)]["result"] for s in seeds})
@@ -588,10 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, argv, info, settings, preset, seeds, started, data_seconds)
     reference_seeds = seeds[: args.reference_seeds or len(seeds)]
     first = [(kind, kind, s, None) for kind in ("full", "matched") for s in reference_seeds]
+    stored = {} if args.references_from is None else stored_references(args.references_from, info)
+    first = first if not stored else []
     first += [("replay", n, s, None) for n in args.strategies for s in seeds]
     first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
     first += [("pretrain", "pretrain", s, None) for s in seeds if args.pretrain]
-    done = run_jobs(first, args.jobs, initargs)
+    done = stored | run_jobs(first, args.jobs, initargs)
     run.cold_wall = max(v["finished"] for k, v in done.items() if k[0] not in ("cohort", "pretrain"))
     run.write(done, [], final=False)  # the cold comparison survives an interrupted later phase
     later = []
@@ -659,6 +684,7 @@ class Run:
             "strategies": list(args.strategies),
             "warm_strategies": list(warm_names),
             "pretraining": None if self.pretrain is None else pretraining_report(done, self.pretrain),
+            "references_from": None if args.references_from is None else str(args.references_from),
             "full_supervised": _reference(full),  # converged: the ceiling that "95 %" refers to
             "compute_matched": _reference(matched),
             "curves": {n: {str(s): c for s, c in by_seed.items()} for n, by_seed in curves.items()},

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from converters.windows import StoreWriter, WindowParams, WindowStore, window_ids, window_starts
+from converters.windows import WindowStore
+from ls_backend.config import Settings
 from ls_backend.loop import Labeled, Plan, learn
 from ls_backend.model import SpikeDetector
 from ls_backend.model.pretrain import (
@@ -15,29 +16,13 @@ from ls_backend.model.pretrain import (
     sample_channel_windows,
     save_encoder,
 )
+from ls_backend.pretraining import pretrain_project
+from ls_backend.registry import ModelRegistry
+from ls_backend.retrain import PLAN
 from tests.model_helpers import TINY, toy_windows
+from tests.test_active_ranking import write_store
 
-SFREQ = 64.0
 FEW_STEPS = PretrainParams(steps=30, batch_size=16, n_windows=300)
-
-
-def write_store(path, n_windows=30, n_chans=3, seed=0):
-    """A small window store of noise (channel 2 flat: never sampled) with a transient in every third window."""
-    rng = np.random.default_rng(seed)
-    window, stride = WindowParams(1.0).samples(SFREQ)
-    signal = rng.standard_normal((n_chans, n_windows * window)).astype(np.float32) * 30
-    signal[2] = 0.0
-    for k in range(0, n_windows, 3):
-        signal[k % 2, k * window + 20 : k * window + 26] += 300 * np.hanning(6)
-    writer = StoreWriter(path, n_chans, signal.shape[1])
-    writer.append(signal)
-    starts = window_starts(signal.shape[1], window, stride)
-    writer.write_index(window_ids(f"{seed:02d}" * 32, starts, SFREQ, window), starts)
-    writer.write_annotations([])
-    writer.set_attrs(sfreq=SFREQ, ch_names=[f"A{i + 1}" for i in range(n_chans)],
-                     channel_scale_uv=np.full(n_chans, 30.0, np.float32), window_samples=window,
-                     stride_samples=stride, provenance={})
-    return writer.commit()
 
 
 def trunk(module):
@@ -49,15 +34,14 @@ def same(a, b):
 
 
 def test_channel_windows_are_sampled_across_stores_from_usable_channels(tmp_path):
-    stores = [WindowStore(write_store(tmp_path / f"r{s}.h5", n_windows=10 + 20 * s, seed=s)) for s in (0, 1)]
+    stores = [WindowStore(write_store(tmp_path / f"r{n}.h5", n_windows=n, spikes=(3,))) for n in (10, 30)]
     windows = sample_channel_windows(stores, 500, seed=0)
-    assert windows.shape == (500, 64) and windows.dtype == np.float32
-    assert (windows.std(axis=1) > 0.1).all()  # the flat channel is never drawn
+    assert windows.shape == (500, 512) and windows.dtype == np.float32 and np.isfinite(windows).all()
     assert sample_channel_windows(stores, 500, seed=0).tobytes() == windows.tobytes()  # seeded
-    with_nan = np.ones((4, 2, 64), np.float32)
-    with_nan[:, 0] = np.nan
-    with_nan[:, 1] = np.random.default_rng(0).standard_normal((4, 64))
-    assert np.isfinite(sample_channel_windows([with_nan], 8)).all()  # arrays too; absent channels skipped
+    X = np.ones((4, 3, 64), np.float32)  # arrays too: channel 0 absent, channel 1 flat, channel 2 the only usable
+    X[:, 0] = np.nan
+    X[:, 2] = np.random.default_rng(0).standard_normal((4, 64))
+    assert np.array_equal(np.unique(sample_channel_windows([X], 40), axis=0), np.unique(X[:, 2], axis=0))
     with pytest.raises(ValueError, match="at least one window store"):
         sample_channel_windows([], 10)
 
@@ -119,3 +103,20 @@ def test_an_encoder_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
 def test_bad_pretraining_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
         pretrain_encoder(np.zeros((4, 64), np.float32), TINY, params)
+
+
+def test_the_pretraining_job_keeps_the_encoder_where_retraining_finds_it(tmp_path):
+    settings = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    write_store(tmp_path / "stores" / "P1" / "rec.h5", n_windows=10, spikes=(3,))
+    params = PretrainParams(steps=4, batch_size=8, n_windows=50)
+    encoder = pretrain_project(settings, 7, stores=["P1/rec.h5"], params=params)
+    registry = ModelRegistry(settings.model_dir)
+    plan = registry.with_encoder(7, PLAN)
+    assert plan.encoder is not None and same(encoder.state, plan.encoder)
+    assert registry.with_encoder(7, Plan(model={"width": 8})) == Plan(model={"width": 8})  # another architecture
+    assert registry.with_encoder(8, PLAN) is PLAN  # a project without one
+    registry.encoder_path(9).parent.mkdir(parents=True)
+    registry.encoder_path(9).write_bytes(b"not an encoder")
+    assert registry.with_encoder(9, PLAN) is PLAN
+    with pytest.raises(ValueError, match="no task with a window store"):
+        pretrain_project(settings, 7, stores=[], params=params)

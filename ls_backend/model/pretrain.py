@@ -270,11 +270,8 @@ def pretrain_encoder(
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         trunk = detector.build_module()
-        model: ContrastiveModel | MaskedModel
-        if params.objective == "masked":
-            model = MaskedModel(trunk)
-        else:
-            model = ContrastiveModel(trunk, params.projection_dim)
+        masked = params.objective == "masked"
+        model = MaskedModel(trunk) if masked else ContrastiveModel(trunk, params.projection_dim)
         optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         schedule = OneCycle(optimizer, params.steps)
         data = torch.from_numpy(windows)
