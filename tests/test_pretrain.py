@@ -44,6 +44,8 @@ def test_channel_windows_are_sampled_across_stores_from_usable_channels(tmp_path
     assert np.array_equal(np.unique(sample_channel_windows([X], 40), axis=0), np.unique(X[:, 2], axis=0))
     with pytest.raises(ValueError, match="at least one window store"):
         sample_channel_windows([], 10)
+    with pytest.raises(ValueError, match=r"one length; the window stores have \[32, 64\]"):
+        sample_channel_windows([X, np.random.default_rng(1).standard_normal((4, 2, 32)).astype(np.float32)], 40)
 
 
 @pytest.mark.parametrize("objective", ["contrastive", "masked"])

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 ENCODER_PREFIXES = ("stem.", "blocks.")  # the trunk's parameters in a ResNet1d state dict; the head is "head."
 ENCODER_FORMAT = "spike-al-encoder"
 READ_CHUNK = 256  # windows read from a store at once while sampling
-ARCHITECTURE = ("width", "depth", "kernel_size", "dilation", "dropout")  # SpikeDetector parameters of the encoder
+ARCHITECTURE = ("width", "depth", "kernel_size", "dilation")  # the SpikeDetector parameters that shape the trunk
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,9 @@ def sample_channel_windows(sources: Sequence[WindowSource | np.ndarray], n: int,
         rows = np.sort(rng.choice(size, count, replace=bool(count > size)))
         for first in range(0, len(rows), READ_CHUNK):
             parts.append(_one_channel_each(source.read_rows(rows[first : first + READ_CHUNK]), rng))
+    lengths = sorted({part.shape[1] for part in parts})
+    if len(lengths) > 1:
+        raise ValueError(f"pretraining needs windows of one length; the window stores have {lengths} samples")
     windows = np.concatenate(parts)
     if not len(windows):
         raise ValueError("pretraining found no usable channel (every sampled channel was absent or flat)")
