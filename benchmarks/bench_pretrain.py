@@ -109,15 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     hours, steps = ([0.05], 5) if args.quick else (args.hours, args.steps)
     started = time.perf_counter()
-    runs = [run_child(synthetic_store(CACHE, h, N_CHANS), steps) for h in hours]
-    result = {
-        "command": "python -m benchmarks.bench_pretrain " + " ".join(sys.argv[1:] if argv is None else argv),
-        "runs": runs,
-        "wall_seconds": time.perf_counter() - started,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
-    }
+    runs: list[dict] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    for h in hours:  # the file is rewritten after each size: a long run interrupted keeps the shorter ones
+        runs.append(run_child(synthetic_store(CACHE, h, N_CHANS), steps))
+        result = {
+            "command": "python -m benchmarks.bench_pretrain " + " ".join(sys.argv[1:] if argv is None else argv),
+            "runs": runs,
+            "wall_seconds": time.perf_counter() - started,
+            "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        }
+        args.out.write_text(json.dumps(result, indent=1))
     print(table(runs))
     print(f"wrote {args.out}")
     return 0
