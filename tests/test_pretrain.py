@@ -1,10 +1,14 @@
 """Self-supervised pretraining of the encoder (ls_backend.model.pretrain) and fits that start from it."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from benchmarks import replay as bench
 from converters.windows import WindowStore
+from converters.windowset import WindowSet, save_windowset
 from ls_backend.config import Settings
 from ls_backend.loop import Labeled, Plan, learn
 from ls_backend.model import SpikeDetector
@@ -122,3 +126,23 @@ def test_the_pretraining_job_keeps_the_encoder_where_retraining_finds_it(tmp_pat
     assert registry.with_encoder(9, PLAN) is PLAN
     with pytest.raises(ValueError, match="no task with a window store"):
         pretrain_project(settings, 7, stores=[], params=params)
+
+
+def test_quick_replay_with_pretraining_reuses_stored_references(tmp_path):
+    parts = [toy_windows(60, n_chans=3, seed=s) for s in (1, 2)]
+    X, y = (np.concatenate([p[k] for p in parts]) for k in (0, 1))
+    path = save_windowset(WindowSet(X, y, 256.0, np.repeat(["P1", "P2"], 60)), tmp_path / "toy.npz")
+    first, second = tmp_path / "cold.json", tmp_path / "pretrained.json"
+    common = ["--quick", "--windowset", str(path), "--target-patient", "P2", "--strategies", "random", "--seeds", "1"]
+    assert bench.main([*common, "--jobs", "1", "--out", str(first)]) == 0
+    argv = [*common, "--jobs", "1", "--pretrain", "--warm-start", "--references-from", str(first), "--out", str(second)]
+    assert bench.main(argv) == 0
+    result = json.loads(second.read_text())
+    assert set(result["curves"]) == {"random", "random+warm", "random+pretrain", "random+warm+pretrain"}
+    assert result["full_supervised"] == json.loads(first.read_text())["full_supervised"]  # not trained again
+    assert set(result["targets"]["pretrain_vs_not"]["per_variant"]) == {"random+pretrain", "random+warm+pretrain"}
+    assert set(result["pretraining"]["per_seed"]) == {"0"}
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(first.read_text()), "data": {"target": "P1"}}))
+    with pytest.raises(SystemExit, match="not this run's"):
+        bench.main([*common, "--pretrain", "--references-from", str(other), "--out", str(second)])
