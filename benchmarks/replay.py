@@ -270,8 +270,12 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 
 def score_at(curve: list[dict], metric: str, labels: int) -> float | None:
-    """The score after ``labels`` labels (None when no round ended there)."""
-    return next((float(p[metric]) for p in curve if p["labels"] == labels), None)
+    """The score after ``labels`` labels, linearly interpolated between the rounds around it (50 labels lie between
+    rounds of 20); None outside the curve."""
+    x = [p["labels"] for p in curve]
+    if not x or not x[0] <= labels <= x[-1]:
+        return None
+    return float(np.interp(labels, x, [p[metric] for p in curve]))
 
 
 def scores_at(by_seed: dict, metric: str, full_mean: float) -> dict[str, dict]:
