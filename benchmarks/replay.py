@@ -6,9 +6,13 @@ retraining's training and ranking (:mod:`ls_backend.loop`), test AUPRC and F1 af
 labels. The reference is the fully supervised model trained to convergence on every pool label of the target (same
 seeds); a compute-matched one (as many training windows as a replay's last model) is reported beside it.
 ``--warm-start`` adds, for every strategy, the same loop starting from a cohort model trained on the other patients.
+``--pretrain`` adds the loop whose first model starts from an encoder pretrained (self-supervised,
+:mod:`ls_backend.model.pretrain`) on the target's unlabeled windows, pool and test alike, never their labels (with
+``--warm-start`` too: also from a cohort model trained from that encoder).
 
     python -m benchmarks.replay                                   # synthetic A-D, target D, 5 strategies x 3 seeds
     python -m benchmarks.replay --warm-start --jobs 2
+    python -m benchmarks.replay --target-patient A --strategies random mixed --pretrain --budget 100
     python -m benchmarks.replay --windowset sets/cohort.npz --target-patient P07
     python -m benchmarks.replay --recordings bids_root --target-patient P02
     python -m benchmarks.replay --quick --out /tmp/replay.json     # tiny, for CI
@@ -39,6 +43,7 @@ import numpy as np
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset, windowset_from_recordings
 from ls_backend.loop import Plan
 from ls_backend.model import SpikeDetector
+from ls_backend.model.pretrain import PretrainParams, pretrain_encoder, sample_channel_windows
 from ls_backend.replay import (
     ReplayData,
     ReplaySettings,
@@ -58,6 +63,8 @@ DEFAULT_STRATEGIES = ("random", "entropy", "bald", "kcenter", "mixed")
 REACH = 0.95  # of the fully supervised score
 METRICS = ("auprc", "f1")
 WARM = "+warm"  # suffix of the warm-start variant of a strategy
+PRETRAIN = "+pretrain"  # suffix of the variant whose first model starts from the pretrained encoder
+AT_LABELS = (20, 50, 100)  # label counts whose scores the summary reports
 SPLIT_BLOCK = 10  # consecutive windows assigned together to pool or test (neighbours share events)
 TARGET_MINUTES, COHORT_MINUTES = 20.0, 5.0
 
@@ -75,6 +82,7 @@ class Preset:
     plan: Plan
     cohort_epochs: int
     reference_epochs: int
+    pretrain: PretrainParams = PretrainParams()
 
 
 FULL = Preset(TARGET_MINUTES, COHORT_MINUTES, ("A", "B", "C", "D"), 20, 200, Plan(model={"n_threads": 1}), 12, 100)
@@ -91,6 +99,7 @@ QUICK = Preset(
     ),
     2,
     4,
+    PretrainParams(steps=3, batch_size=16, n_windows=200),
 )
 
 
@@ -163,27 +172,48 @@ def _rows(array: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 _STATE: dict[str, Any] = {}  # per worker process: the data and settings
 
 
-def _init_worker(data: ReplayData, settings: ReplaySettings, sfreq: float, cohort_epochs: int) -> None:
+def _init_worker(
+    data: ReplayData,
+    settings: ReplaySettings,
+    sfreq: float,
+    cohort_epochs: int,
+    pretrain: PretrainParams,
+) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _STATE.update(data=data, settings=settings, sfreq=sfreq, cohort_epochs=cohort_epochs)
+    _STATE.update(data=data, settings=settings, sfreq=sfreq, cohort_epochs=cohort_epochs, pretrain=pretrain)
 
 
-def _run_job(job: tuple[str, str, int, SpikeDetector | None]) -> tuple[Any, float]:
-    """``("cohort", _, seed, _)``, ``("full", _, seed, _)`` (the converged reference), ``("matched", _, seed, _)``
-    (the compute-matched one) or ``("replay", strategy, seed, cohort model or None)`` -> (result, seconds)."""
-    kind, name, seed, cohort = job
+def strategy_of(name: str) -> str:
+    """The strategy of a variant's name (``mixed+warm+pretrain`` -> ``mixed``)."""
+    return name.split("+")[0]
+
+
+def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[Any, float]:
+    """``("cohort", _, seed, encoder state or None)``, ``("pretrain", _, seed, _)`` (the encoder pretrained on the
+    target's unlabeled windows), ``("full", _, seed, _)`` (the converged reference), ``("matched", _, seed, _)``
+    (the compute-matched one) or ``("replay", variant, seed, start)``, ``start`` a cohort model, an encoder state
+    (the first model's trunk) or None -> (result, seconds)."""
+    kind, name, seed, start_from = job
     data, settings = _STATE["data"], _STATE["settings"]
     start = time.perf_counter()
+    out: Any
     if kind == "cohort":
-        out = fit_cohort(data, settings, seed, _STATE["cohort_epochs"])
+        out = fit_cohort(data, settings, seed, _STATE["cohort_epochs"], init_from=start_from)
+    elif kind == "pretrain":
+        params: PretrainParams = _STATE["pretrain"]
+        windows = sample_channel_windows([data.pool_X, data.test_X], params.n_windows, seed)
+        out = pretrain_encoder(windows, settings.plan.model, params, seed)
     elif kind == "full":
         out = converged_reference(data, settings, seed)
     elif kind == "matched":
         out = compute_matched_reference(data, settings, seed)
     else:
-        out = [r.to_dict() for r in replay(name.removesuffix(WARM), data, settings, seed, _STATE["sfreq"], cohort)]
+        cohort = start_from if isinstance(start_from, SpikeDetector) else None
+        if isinstance(start_from, dict):
+            settings = replace(settings, plan=replace(settings.plan, encoder=start_from))
+        out = [r.to_dict() for r in replay(strategy_of(name), data, settings, seed, _STATE["sfreq"], cohort)]
     seconds = time.perf_counter() - start
     print(f"  {kind} {name} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)
     return out, seconds
@@ -239,10 +269,32 @@ def _spread(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
 
 
+def score_at(curve: list[dict], metric: str, labels: int) -> float | None:
+    """The score after ``labels`` labels, linearly interpolated between the rounds around it (50 labels lie between
+    rounds of 20); None outside the curve."""
+    x = [p["labels"] for p in curve]
+    if not x or not x[0] <= labels <= x[-1]:
+        return None
+    return float(np.interp(labels, x, [p[metric] for p in curve]))
+
+
+def scores_at(by_seed: dict, metric: str, full_mean: float) -> dict[str, dict]:
+    """Per label count of ``AT_LABELS`` the curves reach: the scores' spread over the seeds, and their mean over the
+    fully supervised score."""
+    out = {}
+    for n in AT_LABELS:
+        values = [score_at(curve, metric, n) for curve in by_seed.values()]
+        if all(v is not None for v in values):
+            spread = _spread([float(v) for v in values if v is not None])
+            relative = None if spread["mean"] is None or full_mean <= 0 else spread["mean"] / full_mean
+            out[str(n)] = spread | {"relative": relative}
+    return out
+
+
 def summarize(curves: dict[str, dict[int, list[dict]]], full: dict[int, dict]) -> dict[str, dict]:
     """Per strategy variant and metric: labels to reach 95 % of the fully supervised score (its mean over its seeds:
     one model's score moves by tenths between seeds here) per seed (None = not reached within the budget), their
-    spread over the seeds that reached it, and the area under the curve."""
+    spread over the seeds that reached it, the area under the curve, and the scores at ``AT_LABELS`` labels."""
     summary: dict[str, dict] = {}
     for name, by_seed in curves.items():
         entry: dict[str, Any] = {}
@@ -262,6 +314,7 @@ def summarize(curves: dict[str, dict[int, list[dict]]], full: dict[int, dict]) -
                 "aulc": _spread(aulc),
                 "aulc_relative": float(np.mean(aulc) / full_mean) if full_mean > 0 else None,
                 "final": _spread([curve[-1][metric] for curve in by_seed.values()]),
+                "at_labels": scores_at(by_seed, metric, full_mean),
             }
         summary[name] = entry
     return summary
@@ -301,8 +354,9 @@ def labels_to_match(curves: dict[str, dict[int, list[dict]]], a: str, b: str, me
 
 
 def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | None = None) -> dict[str, Any]:
-    """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved).
-    With ``curves``, also the labels mixed needs to match random's final score (per seed)."""
+    """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved);
+    pretrained vs not (>= 1/2 saved, >= 90 % of the reference at 50 labels). With ``curves``, also the labels mixed
+    needs to match random's final score (per seed)."""
     out: dict[str, Any] = {"mixed_vs_random": {**compare(summary, "mixed", "random", budget), "target": "<= 1/3"}}
     if curves is not None:
         out["mixed_matches_random_final"] = labels_to_match(curves, "mixed", "random")
@@ -313,7 +367,22 @@ def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | No
             saved = None if c["ratio"] is None else 1 - c["ratio"]
             savings[name] = {"labels_saved": saved, **c}
         out["warm_vs_cold"] = {"per_strategy": savings, "target": "labels saved >= 0.5"}
+    pretrained = [name for name in summary if name.endswith(PRETRAIN)]
+    if pretrained:
+        out["pretrain_vs_not"] = {
+            "per_variant": {name: pretrain_gain(summary, name, budget) for name in pretrained},
+            "target": "labels saved >= 0.5, and at 50 labels >= 0.9 of the converged reference",
+        }
     return out
+
+
+def pretrain_gain(summary: dict, name: str, budget: int) -> dict[str, Any]:
+    """The pretrained variant ``name`` against the same variant without pretraining: labels saved to 95 % of the
+    reference, and both variants' AUPRC at 50 labels over the reference."""
+    base = name.removesuffix(PRETRAIN)
+    c = compare(summary, name, base, budget)
+    at_50 = {n: summary[n]["auprc"]["at_labels"].get("50", {}).get("relative") for n in (name, base) if n in summary}
+    return {"labels_saved": None if c["ratio"] is None else 1 - c["ratio"], **c, "relative_at_50": at_50}
 
 
 def _reference(per_seed: dict[int, dict]) -> dict[str, Any]:
@@ -363,14 +432,15 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(6.5 * len(METRICS), 4.5), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    bases = list(dict.fromkeys(name.removesuffix(WARM) for name in result["curves"]))
+    bases = list(dict.fromkeys(strategy_of(name) for name in result["curves"]))
+    styles = {"": "-", WARM: "--", PRETRAIN: ":", WARM + PRETRAIN: "-."}
     for ax, metric in zip(axes[0], METRICS):
         for name, by_seed in result["curves"].items():
             curves = list(by_seed.values())
             x = np.array([p["labels"] for p in curves[0]])
             y = np.array([[p[metric] for p in c] for c in curves], float)
-            color = colors[bases.index(name.removesuffix(WARM)) % len(colors)]
-            style = "--" if name.endswith(WARM) else "-"
+            color = colors[bases.index(strategy_of(name)) % len(colors)]
+            style = styles.get(name[len(strategy_of(name)) :], "-")
             ax.plot(x, np.nanmean(y, axis=0), style, color=color, label=name, marker=".")
             ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=color, alpha=0.12)
         full = result["full_supervised"]["mean"][metric]
@@ -419,12 +489,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--warm-strategies", nargs="+", help="with --warm-start: the strategies replayed warm (default: all)"
     )
+    parser.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="also replay every strategy from an encoder pretrained on the target's unlabeled windows (and, with "
+        "--warm-start, from a cohort model trained from it)",
+    )
+    parser.add_argument(
+        "--pretrain-steps", type=int, help=f"pretraining steps (default {FULL.pretrain.steps}; --quick: fewer)"
+    )
     parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")
     parser.add_argument(
         "--resummarize", type=Path, metavar="JSON", help="recompute the summary, targets and plot of a result file"
+    )
+    parser.add_argument(
+        "--references-from",
+        type=Path,
+        metavar="JSON",
+        help="take the fully supervised references from this result file (a run on the same data and target) "
+        "instead of training them again",
     )
     parser.add_argument(
         "--update-references",
@@ -447,14 +533,30 @@ def resummarize(path: Path) -> dict[str, Any]:
     return result
 
 
+def stored_references(path: Path, info: dict) -> dict[tuple, dict]:
+    """The converged and compute-matched references of the result file at ``path`` as finished jobs; its data must
+    be this run's."""
+    result = json.loads(path.read_text())
+    check_same_data(path, result, info)
+    done = {}
+    for kind, key in (("full", "full_supervised"), ("matched", "compute_matched")):
+        for seed, scores in result[key]["per_seed"].items():
+            done[(kind, kind, int(seed))] = {"result": scores, "seconds": 0.0, "finished": 0.0}
+    return done
+
+
+def check_same_data(path: Path, result: dict, info: dict) -> None:
+    stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}
+    if stored != {k: info[k] for k in stored}:
+        raise SystemExit(f"{path}: its data {stored} is not this run's; pass the data options and target of its run")
+
+
 def update_references(
     path: Path, data: ReplayData, info: dict, settings: ReplaySettings, initargs: tuple, jobs: int
 ) -> dict[str, Any]:
     """Retrain the converged references of the result file at ``path`` on the same data, then resummarize it."""
     result = json.loads(path.read_text())
-    stored = {k: result["data"].get(k) for k in ("target", "n_pool", "n_test", "pool_positives")}
-    if stored != {k: info[k] for k in stored}:
-        raise SystemExit(f"{path}: its data {stored} is not this run's; pass the data options and target of its run")
+    check_same_data(path, result, info)
     seeds = [int(s) for s in result["full_supervised"]["per_seed"]]
     done = run_jobs([("full", "full", s, None) for s in seeds], jobs, initargs)
     result["full_supervised"] = _reference({s: done[("full", "full", s)]["result"] for s in seeds})
@@ -497,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings.check(data.n_pool)
     seeds = list(range(args.seeds))
-    initargs = (data, settings, ws.sfreq, preset.cohort_epochs)
+    pretrain = replace(preset.pretrain, steps=args.pretrain_steps or preset.pretrain.steps)
+    pretrain.check()
+    initargs = (data, settings, ws.sfreq, preset.cohort_epochs, pretrain)
     if args.update_references:
         update_references(args.update_references, data, info, settings, initargs, args.jobs)
         return 0
@@ -511,16 +615,44 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, argv, info, settings, preset, seeds, started, data_seconds)
     reference_seeds = seeds[: args.reference_seeds or len(seeds)]
     first = [(kind, kind, s, None) for kind in ("full", "matched") for s in reference_seeds]
+    stored = {} if args.references_from is None else stored_references(args.references_from, info)
+    first = first if not stored else []
     first += [("replay", n, s, None) for n in args.strategies for s in seeds]
     first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
-    done = run_jobs(first, args.jobs, initargs)
-    run.cold_wall = max(v["finished"] for k, v in done.items() if k[0] != "cohort")
+    first += [("pretrain", "pretrain", s, None) for s in seeds if args.pretrain]
+    done = stored | run_jobs(first, args.jobs, initargs)
+    run.cold_wall = max(v["finished"] for k, v in done.items() if k[0] not in ("cohort", "pretrain"))
+    run.write(done, [], final=False)  # the cold comparison survives an interrupted later phase
+    later = []
     if warm_names:
-        run.write(done, [], final=False)  # the cold comparison survives an interrupted warm phase
         cohort = {s: done[("cohort", "cohort", s)]["result"] for s in seeds}
-        done |= run_jobs([("replay", n + WARM, s, cohort[s]) for n in warm_names for s in seeds], args.jobs, initargs)
+        later += [("replay", n + WARM, s, cohort[s]) for n in warm_names for s in seeds]
+    if args.pretrain:
+        encoders = {s: done[("pretrain", "pretrain", s)]["result"] for s in seeds}
+        later += [("replay", n + PRETRAIN, s, encoders[s].state) for n in args.strategies for s in seeds]
+        later += [("cohort", "cohort" + PRETRAIN, s, encoders[s].state) for s in seeds if warm_names]
+    done |= run_jobs(later, args.jobs, initargs)
+    if args.pretrain and warm_names:
+        cohort = {s: done[("cohort", "cohort" + PRETRAIN, s)]["result"] for s in seeds}
+        both = [("replay", n + WARM + PRETRAIN, s, cohort[s]) for n in warm_names for s in seeds]
+        done |= run_jobs(both, args.jobs, initargs)
+    run.pretrain = pretrain if args.pretrain else None
     run.write(done, warm_names, final=True)
     return 0
+
+
+def pretraining_report(done: dict[tuple, dict], params: PretrainParams) -> dict[str, Any]:
+    """The pretraining's parameters, and per seed its seconds and its loss at the start and the end."""
+    per_seed = {}
+    for key, value in done.items():
+        if key[0] == "pretrain":
+            losses = value["result"].losses
+            per_seed[str(key[2])] = {
+                "seconds": round(value["seconds"], 1),
+                "loss_first_10": float(np.mean(losses[:10])),
+                "loss_last_10": float(np.mean(losses[-10:])),
+            }
+    return {"params": asdict(params), "data": "the target's pool and test windows, unlabeled", "per_seed": per_seed}
 
 
 @dataclass
@@ -536,12 +668,15 @@ class Run:
     started: float
     data_seconds: float
     cold_wall: float = float("nan")
+    pretrain: PretrainParams | None = None
 
     def result(self, done: dict[tuple, dict], warm_names: list[str]) -> dict[str, Any]:
         args, seeds, settings = self.args, self.seeds, self.settings
         full = {k[2]: v["result"] for k, v in done.items() if k[0] == "full"}
         matched = {k[2]: v["result"] for k, v in done.items() if k[0] == "matched"}
         names = list(args.strategies) + [n + WARM for n in warm_names]
+        if self.pretrain is not None:
+            names += [n + PRETRAIN for n in args.strategies] + [n + WARM + PRETRAIN for n in warm_names]
         curves = {n: {s: done[("replay", n, s)]["result"] for s in seeds} for n in names}
         summary = summarize(curves, full)
         return {
@@ -552,6 +687,8 @@ class Run:
             "seeds": seeds,
             "strategies": list(args.strategies),
             "warm_strategies": list(warm_names),
+            "pretraining": None if self.pretrain is None else pretraining_report(done, self.pretrain),
+            "references_from": None if args.references_from is None else str(args.references_from),
             "full_supervised": _reference(full),  # converged: the ceiling that "95 %" refers to
             "compute_matched": _reference(matched),
             "curves": {n: {str(s): c for s, c in by_seed.items()} for n, by_seed in curves.items()},

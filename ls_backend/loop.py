@@ -77,13 +77,16 @@ class Plan:
     """How a round trains. The first model of a project trains ``cold_epochs``; a model warm-started from the serving
     one, and the refit with pseudo-labels, ``warm_epochs``. A candidate must beat the serving model on a held-back
     fifth of each class once the labels number ``min_validation`` (and each class has two). ``pseudo``: how
-    unlabeled windows become pseudo-labels (None: never). ``model``: :class:`SpikeDetector` parameters."""
+    unlabeled windows become pseudo-labels (None: never). ``model``: :class:`SpikeDetector` parameters.
+    ``encoder``: a pretrained trunk (:mod:`ls_backend.model.pretrain`) that a model trained without a serving one
+    starts from (the head fresh, ``cold_epochs``); None: a random initialisation."""
 
     cold_epochs: int = 15
     warm_epochs: int = 5
     min_validation: int = 10
     pseudo: PseudoLabelParams | None = PseudoLabelParams(max_fraction=0.2)  # a fit costs at most ~2x without them
     model: Mapping[str, Any] = field(default_factory=dict)
+    encoder: dict[str, Any] | None = None
 
 
 @dataclass
@@ -149,8 +152,9 @@ def train_and_validate(
     validation = np.zeros(len(labeled), bool)
     validation[full] = validation_rows(labeled.y[full], plan.min_validation, np.random.default_rng(seed))
     train = labeled.rows(~validation)
-    init = serving if serving is not None and serving.n_times_ == labeled.X.shape[2] else None
-    epochs = plan.warm_epochs if init is not None else plan.cold_epochs
+    warm = serving if serving is not None and serving.n_times_ == labeled.X.shape[2] else None
+    epochs = plan.warm_epochs if warm is not None else plan.cold_epochs
+    init = warm if warm is not None else plan.encoder
     candidate = SpikeDetector(**{**plan.model, "sfreq": labeled.sfreq, "seed": seed, "epochs": epochs})
     metrics: dict = {"n_train": len(train), "n_validation": int(validation.sum())}
     both = is_spike(train.y).any() and not is_spike(train.y).all()
@@ -182,7 +186,9 @@ def train_and_validate(
     return candidate, metrics
 
 
-def cross_validated_auprc(labeled: Labeled, init: SpikeDetector | None, plan: Plan = Plan(), seed: int = 0) -> float:
+def cross_validated_auprc(
+    labeled: Labeled, init: SpikeDetector | dict | None, plan: Plan = Plan(), seed: int = 0
+) -> float:
     """Out-of-fold AUPRC of a stratified k-fold (k = 3, or the minority count): a quality score while labels are
     too few for a held-back slice (each fit is on a handful of windows: cheap)."""
     hard = is_spike(labeled.y)

@@ -1,7 +1,8 @@
 """Versioned models per project in MODEL_DIR: checkpoints, the serving version, and their history.
 
 The files (``checkpoints/<version>.pt``, ``current.json``, ``history.json``) are described in
-:mod:`ls_backend.project_state`. A version is promoted only after its checkpoint is safely on disk, so a crash while
+:mod:`ls_backend.project_state`; ``encoder.pt`` is the project's pretrained encoder, where one was pretrained
+(:mod:`ls_backend.pretraining`). A version is promoted only after its checkpoint is safely on disk, so a crash while
 training or saving leaves the previous version serving. A corrupt serving checkpoint falls back to the newest loadable
 one.
 """
@@ -12,14 +13,20 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .loop import Plan
 from .model.checkpoints import CheckpointError, latest_valid_checkpoint, load_checkpoint, save_checkpoint
 from .model.estimator import SpikeDetector
+from .model.pretrain import PretrainedEncoder, load_encoder, save_encoder
 from .project_state import ProjectState, model_version_name, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
+
+ENCODER_FILE = "encoder.pt"
 
 
 class ModelRegistry:
@@ -79,3 +86,32 @@ class ModelRegistry:
 
     def history(self, project: object) -> list[dict]:
         return (read_json(self.state(project).history) or {}).get("versions") or []
+
+    def encoder_path(self, project: object) -> Path:
+        return self.state(project).dir / ENCODER_FILE
+
+    def save_encoder(self, project: object, encoder: PretrainedEncoder) -> Path:
+        """Keep ``encoder`` as the project's pretrained encoder (atomically replacing any earlier one)."""
+        return save_encoder(self.encoder_path(project), encoder)
+
+    def encoder(self, project: object, model_params: Mapping[str, Any]) -> PretrainedEncoder | None:
+        """The project's pretrained encoder when it has one that fits a model with ``model_params`` (an unreadable
+        or mismatched one is logged and ignored: the model then starts from a random initialisation)."""
+        path = self.encoder_path(project)
+        if not path.exists():
+            return None
+        try:
+            encoder = load_encoder(path)
+        except ValueError as err:
+            logger.warning("project %s: %s; training without it", self.state(project).key, err)
+            return None
+        if not encoder.fits(model_params):
+            logger.warning("project %s: %s fits another architecture; ignored", self.state(project).key, path)
+            return None
+        return encoder
+
+    def with_encoder(self, project: object, plan: Plan) -> Plan:
+        """``plan`` with the project's pretrained encoder, when it has one that fits ``plan.model``: a project's
+        first model then starts from it."""
+        encoder = self.encoder(project, plan.model)
+        return plan if encoder is None else replace(plan, encoder=encoder.state)

@@ -252,9 +252,12 @@ def compute_matched_reference(data: ReplayData, settings: ReplaySettings, seed: 
     return {"labels": data.n_pool, **test_scores(model, data), "seconds": time.perf_counter() - start}
 
 
-def fit_cohort(data: ReplayData, settings: ReplaySettings, seed: int, epochs: int) -> SpikeDetector:
-    """The warm-start model: trained on the other patients' windows (``reference_*``) for ``epochs``."""
+def fit_cohort(
+    data: ReplayData, settings: ReplaySettings, seed: int, epochs: int, init_from: dict | None = None
+) -> SpikeDetector:
+    """The warm-start model: trained on the other patients' windows (``reference_*``) for ``epochs``, from
+    ``init_from`` (e.g. a pretrained encoder's state) when given."""
     if data.reference_X is None or data.reference_y is None:
         raise ValueError("a warm start needs labelled windows of other patients than the target (reference_X, y)")
     model = SpikeDetector(**settings.plan.model, epochs=epochs, seed=seed)
-    return model.fit(data.reference_X, data.reference_y, dense_targets=data.reference_dense)
+    return model.fit(data.reference_X, data.reference_y, dense_targets=data.reference_dense, init_from=init_from)

@@ -149,7 +149,8 @@ def _retrain(
         X_free = read_tasks(settings, index, pseudo_label_pool(sorted(set(index) - labeled.id_set())))
     current = registry.load(state.key)
     with stages("training"):
-        learned = learn(labeled, current[0] if current else None, PLAN, X_free=X_free)
+        plan = registry.with_encoder(state.key, PLAN)  # a pretrained encoder, where one was made
+        learned = learn(labeled, current[0] if current else None, plan, X_free=X_free)
     serving = registry.current_version(state.key)
     if learned.promoted:
         base = registry.promote(state.key, learned.candidate, {"labels_used": len(labels), "metrics": learned.metrics})

@@ -118,6 +118,18 @@ class Plateau:
 _NEG = -1e4  # logit of an absent channel (finite: keeps max/logsumexp gradients NaN-free)
 
 
+def load_initial_weights(module: ResNet1d, state: dict) -> None:
+    """``state`` into ``module``: a whole network's, or only its trunk's (no ``head.`` entries: the head stays as
+    initialised); ValueError when it does not fit the architecture."""
+    trunk_only = not any(key.startswith("head.") for key in state)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=not trunk_only)
+    except RuntimeError as err:
+        raise ValueError(f"init_from does not match this architecture: {err}") from None
+    if unexpected or any(not key.startswith("head.") for key in missing):
+        raise ValueError(f"init_from does not match this architecture: missing {missing}, unexpected {unexpected}")
+
+
 class NotFittedError(RuntimeError):
     """The model has no learned weights yet (call ``fit`` or load a checkpoint)."""
 
@@ -271,7 +283,9 @@ class SpikeDetector(BaseEstimator):
 
         ``sample_weight`` weighs windows (pseudo-labels get less than human labels); ``dense_targets``
         ``[n, n_times]`` with NaN rows where unknown add a per-time-step loss; ``init_from`` (a fitted model or
-        its ``state_dict``) warm-starts from its weights (same architecture), freezing ``freeze_blocks``;
+        its ``state_dict``) warm-starts from its weights (same architecture), freezing ``freeze_blocks``; a state
+        dict without the head's entries (a pretrained encoder, :mod:`~ls_backend.model.pretrain`) starts the trunk
+        from it and the head fresh;
         ``eval_set`` ``(X_val, y_val)`` is scored each epoch and the best epoch's weights are kept.
         """
         X = np.asarray(X, np.float32)
@@ -296,10 +310,7 @@ class SpikeDetector(BaseEstimator):
             module = self.build_module()
             if init_from is not None:
                 state = init_from.module_.state_dict() if isinstance(init_from, SpikeDetector) else init_from
-                try:
-                    module.load_state_dict(state)
-                except RuntimeError as err:
-                    raise ValueError(f"init_from does not match this architecture: {err}") from None
+                load_initial_weights(module, state)
             self.module_ = module
             self.n_times_ = X.shape[2]
             self.history_: list[dict[str, float]] = []

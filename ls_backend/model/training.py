@@ -158,7 +158,7 @@ def fit_with_pseudo_labels(
     rounds: int = 2,
     params: PseudoLabelParams | None = None,
     sample_weight: np.ndarray | None = None,
-    init_from: SpikeDetector | None = None,
+    init_from: SpikeDetector | dict | None = None,
     dense_targets: np.ndarray | None = None,
     refit_epochs: int | None = None,
 ) -> tuple[SpikeDetector, list[SelfTrainingRound]]:

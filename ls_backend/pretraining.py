@@ -1,0 +1,106 @@
+"""The pretraining job: a project's encoder pretrained on the patient's unlabeled windows, kept where retraining
+finds it (``MODEL_DIR/<project>/encoder.pt``, see :meth:`ModelRegistry.with_encoder`).
+
+Optional and off by default: on the synthetic patients, models that started from a pretrained encoder were not
+better than models started from a random initialisation (``docs/benchmarks.md``, "Self-supervised pretraining"), so
+nothing runs it on its own. Run it after an import with ``python -m ls_backend.pretraining PROJECT`` (settings from
+the environment), or ``--queue`` to hand it to the RQ workers (``python -m ls_backend.worker``). The windows are a
+bounded random draw from every window store the project's tasks come from (:mod:`ls_backend.model.pretrain`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from converters import studio
+
+from .config import Settings
+from .model.pretrain import PretrainedEncoder, PretrainParams, pretrain_from_stores
+from .project_state import project_key
+from .registry import ModelRegistry
+from .retrain import PLAN
+from .stores import StoreCache, WindowRef
+from .task_index import cached_task_index
+
+logger = logging.getLogger(__name__)
+
+JOB_TIMEOUT_SECONDS = 3600  # minutes on 2 cores (benchmarks/bench_pretrain.py); RQ kills a job past it
+
+
+def project_stores(index: dict[int, WindowRef]) -> list[str]:
+    """The window stores (keys under WINDOW_STORE_DIR) the project's tasks come from."""
+    return sorted({ref.store for ref in index.values()})
+
+
+def pretrain_project(
+    settings: Settings,
+    project: object,
+    client: Any = None,
+    registry: ModelRegistry | None = None,
+    stores: Sequence[str] | None = None,
+    params: PretrainParams | None = None,
+    seed: int = 0,
+) -> PretrainedEncoder:
+    """Pretrain the encoder of ``project``'s model (the retraining's architecture) on windows of ``stores`` (default:
+    every store its tasks come from, from Label Studio) and keep it in the registry."""
+    registry = registry or ModelRegistry(settings.model_dir)
+    state = registry.state(project)
+    if stores is None:
+        client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
+        stores = project_stores(cached_task_index(client, state))
+    if not stores:
+        raise ValueError(f"project {state.key}: no task with a window store to pretrain on (import a recording first)")
+    cache = StoreCache(settings.window_store_dir)
+    encoder = pretrain_from_stores([cache.get(key) for key in stores], PLAN.model, params or PretrainParams(), seed)
+    path = registry.save_encoder(state.key, encoder)
+    logger.info("project %s: pretrained on %d store(s) in %.0f s: %s", state.key, len(stores), encoder.seconds, path)
+    return encoder
+
+
+def run_pretraining(key: str) -> str:
+    """The RQ job: pretrain one project's encoder with the settings of the worker's environment."""
+    encoder = pretrain_project(Settings.from_env(), key)
+    return f"pretrained in {encoder.seconds:.0f} s"
+
+
+def enqueue(settings: Settings, project: object) -> None:
+    """Hand the pretraining of ``project`` to the RQ workers (the retraining queue)."""
+    if not settings.redis_url:
+        raise ValueError("--queue needs REDIS_URL: the Redis the backend and its workers use")
+    from redis import Redis
+    from rq import Queue
+
+    from .worker import QUEUE_NAME
+
+    queue = Queue(QUEUE_NAME, connection=Redis.from_url(settings.redis_url))
+    key = project_key(project)
+    queue.enqueue(run_pretraining, key, job_timeout=JOB_TIMEOUT_SECONDS, description=f"pretrain project {key}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ls_backend.pretraining", description=__doc__.split("\n\n")[0])
+    parser.add_argument("project", help="Label Studio project id")
+    parser.add_argument("--steps", type=int, default=PretrainParams().steps, help="optimizer steps")
+    parser.add_argument("--queue", action="store_true", help="enqueue it for the RQ workers instead of running it")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.queue:
+            enqueue(settings, args.project)
+        else:
+            pretrain_project(settings, args.project, params=PretrainParams(steps=args.steps))
+    except ValueError as err:
+        print(f"python -m ls_backend.pretraining: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # RQ refuses jobs of __main__: the importable module's functions are enqueued
+    from ls_backend.pretraining import main as module_main
+
+    sys.exit(module_main())

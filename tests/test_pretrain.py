@@ -1,0 +1,148 @@
+"""Self-supervised pretraining of the encoder (ls_backend.model.pretrain) and fits that start from it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import replay as bench
+from converters.windows import WindowStore
+from converters.windowset import WindowSet, save_windowset
+from ls_backend.config import Settings
+from ls_backend.loop import Labeled, Plan, learn
+from ls_backend.model import SpikeDetector
+from ls_backend.model.pretrain import (
+    PretrainParams,
+    load_encoder,
+    pretrain_encoder,
+    pretrain_from_stores,
+    sample_channel_windows,
+    save_encoder,
+)
+from ls_backend.pretraining import pretrain_project
+from ls_backend.registry import ModelRegistry
+from ls_backend.retrain import PLAN
+from tests.model_helpers import TINY, toy_windows
+from tests.test_active_ranking import write_store
+
+FEW_STEPS = PretrainParams(steps=30, batch_size=16, n_windows=300)
+
+
+def trunk(module):
+    return {k: v for k, v in module.state_dict().items() if not k.startswith("head.")}
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_channel_windows_are_sampled_across_stores_from_usable_channels(tmp_path):
+    stores = [WindowStore(write_store(tmp_path / f"r{n}.h5", n_windows=n, spikes=(3,))) for n in (10, 30)]
+    windows = sample_channel_windows(stores, 500, seed=0)
+    assert windows.shape == (500, 512) and windows.dtype == np.float32 and np.isfinite(windows).all()
+    assert sample_channel_windows(stores, 500, seed=0).tobytes() == windows.tobytes()  # seeded
+    X = np.ones((4, 3, 64), np.float32)  # arrays too: channel 0 absent, channel 1 flat, channel 2 the only usable
+    X[:, 0] = np.nan
+    X[:, 2] = np.random.default_rng(0).standard_normal((4, 64))
+    assert np.array_equal(np.unique(sample_channel_windows([X], 40), axis=0), np.unique(X[:, 2], axis=0))
+    with pytest.raises(ValueError, match="at least one window store"):
+        sample_channel_windows([], 10)
+    with pytest.raises(ValueError, match=r"one length; the window stores have \[32, 64\]"):
+        sample_channel_windows([X, np.random.default_rng(1).standard_normal((4, 2, 32)).astype(np.float32)], 40)
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "masked"])
+def test_pretraining_lowers_its_loss(tmp_path, objective):
+    store = WindowStore(write_store(tmp_path / "rec.h5"))
+    params = PretrainParams(objective=objective, steps=60, batch_size=16, n_windows=300)
+    encoder = pretrain_from_stores([store], TINY, params, seed=0)
+    assert len(encoder.losses) == 60 and encoder.n_windows == 300
+    assert np.mean(encoder.losses[-10:]) < np.mean(encoder.losses[:10])
+    assert set(encoder.state) and all(k.startswith(("stem.", "blocks.")) for k in encoder.state)
+
+
+def test_fit_starts_the_trunk_from_the_encoder_and_the_head_fresh():
+    X, y = toy_windows(n_times=64)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    fresh = SpikeDetector(**{**TINY, "epochs": 0}).fit(X, y)
+    started = SpikeDetector(**{**TINY, "epochs": 0}).fit(X, y, init_from=encoder.state)
+    assert same(encoder.state, trunk(started.module_)) and not same(trunk(fresh.module_), encoder.state)
+    assert torch.equal(started.module_.head.weight, fresh.module_.head.weight)  # the seed's fresh head
+    trained = SpikeDetector(**TINY).fit(X, y, init_from=encoder.state)
+    assert trained.warm_started_ and np.isfinite(trained.predict_proba(X)).all()
+    with pytest.raises(ValueError, match="does not match this architecture"):
+        SpikeDetector(**{**TINY, "width": 4}).fit(X, y, init_from=encoder.state)
+    assert encoder.fits(TINY) and not encoder.fits({**TINY, "width": 4})
+
+
+def test_the_first_model_of_a_plan_with_an_encoder_starts_from_it():
+    X, y = toy_windows(n_times=64)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    plan = Plan(cold_epochs=0, warm_epochs=0, pseudo=None, model=TINY, encoder=encoder.state)
+    first = learn(Labeled(X, y), None, plan).candidate
+    assert same(encoder.state, trunk(first.module_))
+    second = learn(Labeled(X, y), first, plan).candidate  # later models start from the serving one
+    assert same(first.module_.state_dict(), second.module_.state_dict())
+
+
+def test_an_encoder_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
+    X, _ = toy_windows(n_times=64)
+    encoder = pretrain_encoder(sample_channel_windows([X], 100), TINY, PretrainParams(steps=2, batch_size=8), seed=0)
+    loaded = load_encoder(save_encoder(tmp_path / "encoder.pt", encoder))
+    assert same(encoder.state, loaded.state) and loaded.architecture == encoder.architecture
+    assert loaded.losses == pytest.approx(encoder.losses)
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    for bad in ("other.pt", "missing.pt"):
+        with pytest.raises(ValueError, match=bad):
+            load_encoder(tmp_path / bad)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (PretrainParams(steps=0), "steps >= 1"),
+        (PretrainParams(max_shift=0.6), "max_shift"),
+        (PretrainParams(objective="jigsaw"), "objective"),
+    ],
+)
+def test_bad_pretraining_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        pretrain_encoder(np.zeros((4, 64), np.float32), TINY, params)
+
+
+def test_the_pretraining_job_keeps_the_encoder_where_retraining_finds_it(tmp_path):
+    settings = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    write_store(tmp_path / "stores" / "P1" / "rec.h5", n_windows=10, spikes=(3,))
+    params = PretrainParams(steps=4, batch_size=8, n_windows=50)
+    encoder = pretrain_project(settings, 7, stores=["P1/rec.h5"], params=params)
+    registry = ModelRegistry(settings.model_dir)
+    plan = registry.with_encoder(7, PLAN)
+    assert plan.encoder is not None and same(encoder.state, plan.encoder)
+    assert registry.with_encoder(7, Plan(model={"width": 8})) == Plan(model={"width": 8})  # another architecture
+    assert registry.with_encoder(8, PLAN) is PLAN  # a project without one
+    registry.encoder_path(9).parent.mkdir(parents=True)
+    registry.encoder_path(9).write_bytes(b"not an encoder")
+    assert registry.with_encoder(9, PLAN) is PLAN
+    with pytest.raises(ValueError, match="no task with a window store"):
+        pretrain_project(settings, 7, stores=[], params=params)
+
+
+def test_quick_replay_with_pretraining_reuses_stored_references(tmp_path):
+    parts = [toy_windows(60, n_chans=3, seed=s) for s in (1, 2)]
+    X, y = (np.concatenate([p[k] for p in parts]) for k in (0, 1))
+    path = save_windowset(WindowSet(X, y, 256.0, np.repeat(["P1", "P2"], 60)), tmp_path / "toy.npz")
+    first, second = tmp_path / "cold.json", tmp_path / "pretrained.json"
+    common = ["--quick", "--windowset", str(path), "--target-patient", "P2", "--strategies", "random", "--seeds", "1"]
+    assert bench.main([*common, "--jobs", "1", "--out", str(first)]) == 0
+    argv = [*common, "--jobs", "1", "--pretrain", "--warm-start", "--references-from", str(first), "--out", str(second)]
+    assert bench.main(argv) == 0
+    result = json.loads(second.read_text())
+    assert set(result["curves"]) == {"random", "random+warm", "random+pretrain", "random+warm+pretrain"}
+    assert result["full_supervised"] == json.loads(first.read_text())["full_supervised"]  # not trained again
+    assert set(result["targets"]["pretrain_vs_not"]["per_variant"]) == {"random+pretrain", "random+warm+pretrain"}
+    assert set(result["pretraining"]["per_seed"]) == {"0"}
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(first.read_text()), "data": {"target": "P1"}}))
+    with pytest.raises(SystemExit, match="not this run's"):
+        bench.main([*common, "--pretrain", "--references-from", str(other), "--out", str(second)])
