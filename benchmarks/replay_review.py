@@ -13,12 +13,12 @@ epileptiform" when at most 20 %, else "Mixed"; of the members shown (representat
 those that contradict its answer. Review labels train at :data:`ls_backend.review.answers.REVIEW_WEIGHT`; reviewed
 windows leave the window ranking (mixed and excluded ones stay).
 
-The window-labeling-alone curves and the converged reference are those of the committed
-``benchmarks/results/replay_budget100_<P>.json`` (same data split, seeds, settings); ``--reviews 0`` replays the
-window-alone loop through this code, which must reproduce them (``--check-baseline`` runs it for the first seed).
+Both variants are replayed here, on the same seeds (window labels alone is ``--reviews 0`` of the same loop); the
+converged fully supervised reference is that of the committed ``benchmarks/results/replay_budget100_<P>.json``
+(same data split and settings).
 
     nice -n 5 python -m benchmarks.replay_review --patients A B C D --seeds 3 --jobs 2
-    python -m benchmarks.replay_review --patients A --seeds 1 --check-baseline --out /tmp/review.json
+    python -m benchmarks.replay_review --patients A --seeds 1 --out /tmp/review.json
 """
 
 from __future__ import annotations
@@ -297,15 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviews", type=int, default=ReviewSettings.reviews_per_round, help="reviews per round")
     parser.add_argument("--review-cost", type=int, default=ReviewSettings.review_cost, help="in window labels")
     parser.add_argument("--budget", type=int, default=100, help="labels-equivalent at the end")
-    parser.add_argument("--check-baseline", action="store_true", help="also replay --reviews 0 on the first seed")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     settings = ReplaySettings(batch_size=FULL.batch_size, budget=args.budget, plan=FULL.plan)
     review = ReviewSettings(args.reviews, args.review_cost)
-    jobs = [(p, s, review, settings) for p in args.patients for s in range(args.seeds)]
-    if args.check_baseline:
-        jobs += [(p, 0, ReviewSettings(0, args.review_cost), settings) for p in args.patients]
+    alone = ReviewSettings(0, args.review_cost)
+    jobs = [(p, s, variant, settings) for p in args.patients for s in range(args.seeds) for variant in (alone, review)]
     start = time.perf_counter()
     done: dict[tuple, tuple[list, float]] = {}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -330,16 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         reference = base["full_supervised"]["mean"]["auprc"]
         seeds = range(args.seeds)
         curves = {
-            "windows alone": {s: base["curves"][STRATEGY][str(s)] for s in seeds},
+            "windows alone": {s: done[(patient, s, 0)][0] for s in seeds},
             "windows + cluster reviews": {s: done[(patient, s, review.reviews_per_round)][0] for s in seeds},
         }
         entry = {"reference_auprc": reference, "curves": curves, "summary": summarize(curves, reference)}
-        if (patient, 0, 0) in done:
-            replayed = [p["auprc"] for p in done[(patient, 0, 0)][0]]
-            entry["baseline_check"] = {
-                "replayed": replayed,
-                "committed": [p["auprc"] for p in curves["windows alone"][0]],
-            }
         result["patients"][patient] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float))

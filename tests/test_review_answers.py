@@ -10,6 +10,7 @@ from ls_backend.detect.events import Event
 from ls_backend.loop import Labeled
 from ls_backend.review.answers import (
     ACCEPTED,
+    CLUSTER_WEIGHT_CAP,
     MIXED,
     REJECTED,
     REVIEW_WEIGHT,
@@ -35,6 +36,27 @@ def test_rejected_members_become_negatives() -> None:
     labels = review_labels([ClusterReview("c1", REJECTED, ("a", "b"))])
     assert as_dict(labels) == {"a": (0.0, REVIEW_WEIGHT), "b": (0.0, REVIEW_WEIGHT)}
     assert labels.states == {"a": "rejected", "b": "rejected"}
+
+
+def test_a_large_cluster_weighs_at_most_the_cap_together() -> None:
+    members = tuple(f"m{k}" for k in range(4 * int(CLUSTER_WEIGHT_CAP)))
+    labels = review_labels([ClusterReview("big", REJECTED, members), ClusterReview("small", ACCEPTED, ("a", "b"))])
+    weights = dict(zip(labels.ids, labels.weights))
+    assert sum(weights[m] for m in members) == pytest.approx(CLUSTER_WEIGHT_CAP)
+    assert weights["a"] == weights["b"] == REVIEW_WEIGHT
+
+
+def test_the_prior_comes_from_the_clinicians_labels_not_from_review_labels() -> None:
+    from ls_backend.model.estimator import SpikeDetector
+
+    detector = SpikeDetector()
+    clinician = np.array([1, 0, 0, 0], np.float32)  # prevalence 1/4
+    accepted = np.ones(40, np.float32)  # a cluster's members, weight 0.5: not the patient's prevalence
+    y = np.r_[clinician, accepted]
+    weight = np.r_[np.ones(4), np.full(40, REVIEW_WEIGHT)].astype(np.float32)
+    assert detector._prior_offset(y, weight) == pytest.approx(detector._prior_offset(clinician, np.ones(4)))
+    only_weighted = detector._prior_offset(y, np.full(len(y), 0.3, np.float32))  # no clinician label: all of them
+    assert only_weighted > detector._prior_offset(clinician, np.ones(4))
 
 
 def test_mixed_labels_nothing_and_returns_the_members_to_the_ranking() -> None:

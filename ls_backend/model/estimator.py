@@ -323,10 +323,15 @@ class SpikeDetector(BaseEstimator):
         return self
 
     def _prior_offset(self, y: np.ndarray, weight: np.ndarray) -> float:
-        """log-odds(true prevalence) - log-odds(sampled prevalence), added to every logit at inference."""
+        """log-odds(true prevalence) - log-odds(sampled prevalence), added to every logit at inference.
+
+        The prevalence is that of the full-weight rows (a clinician's own labels) when there are any: rows of less
+        weight (pseudo-labels, the members of a reviewed cluster) come in groups the model chose, and tens of
+        accepted members would tilt it towards spikes (every window then above the threshold).
+        """
         if not (self.prior_correction and self.balanced_sampling) or weight.sum() == 0:
             return 0.0
-        used = weight > 0
+        used = weight >= 1 if (weight >= 1).any() else weight > 0
         prevalence = float(np.clip((y[used] >= 0.5).mean(), 1e-3, 1 - 1e-3))
         if prevalence in (1e-3, 1 - 1e-3):  # one class only: the sampler draws uniformly
             return 0.0

@@ -10,7 +10,9 @@ Why ``REVIEW_WEIGHT`` = 0.5: a cluster answer is a judgement of the few members 
 atypical), extended to the rest; a cluster is accepted with up to a fifth of other members (the oracle's 80 % rule),
 so its labels are noisier than a clinician's own look at one window (weight 1), yet far more reliable than the
 model's own confident guesses (pseudo-labels, weight 0.3). Half the weight lets ten accepted members pull like five
-window labels, and a clinician's label on a window always decides it.
+window labels, and a clinician's label on a window always decides it. A large cluster's members weigh less each:
+one cluster's labels together count as at most ``CLUSTER_WEIGHT_CAP`` window labels, so that one answer (on a few
+members shown, with up to a fifth of other windows among the rest) cannot outweigh the clinician's own labels.
 
 Decisions are stored per member (:func:`member_decisions`): the latest review that contained a member decides it, so
 a second review of a cluster replaces the first's decisions for the members it had, and a member keeps its decision
@@ -20,6 +22,7 @@ label and no review state (the detection exports apply the window labels, :mod:`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,6 +34,7 @@ from ls_backend.loop import Labeled
 ACCEPTED, MIXED, REJECTED = "All epileptiform", "Mixed", "Not epileptiform"
 ANSWERS = (ACCEPTED, MIXED, REJECTED)
 REVIEW_WEIGHT = 0.5
+CLUSTER_WEIGHT_CAP = 10.0  # the labels of one reviewed cluster weigh at most as much as 10 window labels together
 STATES = {ACCEPTED: "accepted", REJECTED: "rejected"}  # Event.reviewed of the members, in the exports
 
 
@@ -104,10 +108,12 @@ def review_labels(
     labeled = set(clinician_labeled)
     decisions = {m: d for m, d in member_decisions(reviews).items() if m not in labeled}
     targets = {m: d.target for m, d in decisions.items() if d.target is not None}
+    per_cluster = Counter(decisions[m].cluster_id for m in targets)
     return ReviewLabels(
         ids=tuple(targets),
         targets=np.array(list(targets.values()), np.float32),
-        weights=np.full(len(targets), weight, np.float32),
+        weights=np.array([min(weight, CLUSTER_WEIGHT_CAP / per_cluster[decisions[m].cluster_id]) for m in targets],
+                         np.float32),  # fmt: skip
         states={m: STATES[decisions[m].answer] for m in targets},
         returned=tuple(m for m, d in decisions.items() if d.target is None),
     )
