@@ -168,14 +168,16 @@ def since(moment: float, run: dict, mark: str) -> float | None:
 def oracle(client, project_id: int, store_dir: Path) -> dict[int, str]:
     """The window choice of every task, from the recording's events (the synthetic ground truth)."""
     from converters import studio
-    from converters.tasks import make_tasks
+    from converters.tasks import event_results
     from converters.windows import WindowStore
 
     choice = {}
     for path in store_dir.rglob("*.h5"):
-        with WindowStore(path) as store:
-            for task in make_tasks(store, patient="TTR", recording=path.name, store_key="", events="predictions"):
-                choice[task["data"]["window_id"]] = task["predictions"][0]["result"][-1]["value"]["choices"][0]
+        with WindowStore(path) as store:  # the window choice the importer's event predictions carry
+            annotations, duration = store.annotations(), store.window_samples / store.sfreq
+            for window_id, start in zip(store.ids, store.starts):
+                result = event_results(annotations, start / store.sfreq, duration, str(window_id))
+                choice[str(window_id)] = result[-1]["value"]["choices"][0]
     index = studio.task_index(client, project_id)
     return {task_id: choice[meta["window_id"]] for task_id, meta in index.items() if meta is not None}
 
