@@ -166,6 +166,11 @@ def _retrain(
         raise
     with stages("budget"):
         budget.after_retraining(settings, client, state.key, labels)  # report, and summary in the description
+    if learned.promoted:  # the clusters follow the new model's embedding (after the ranking: nobody waits for it)
+        with stages("review"):
+            from .review.command import refresh_review  # matplotlib and the clustering, only when needed
+
+            refresh_review(settings, state)
     return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked, n_review)
 
 

@@ -104,3 +104,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, patient
     assert review_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m ls_backend.review: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_review_is_recomputed_only_for_a_patient_that_has_one(tmp_path, caplog):
+    """After a retraining or a detection: nothing without a linked review project or a detection; a refresh that
+    cannot run (no model here) is logged, never raised."""
+    from ls_backend.config import Settings
+    from ls_backend.detect.exports import record_detection
+    from ls_backend.review.command import refresh_review
+    from ls_backend.review.store import link_review_project
+
+    settings = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    state = ProjectState.of(settings.model_dir, 5)
+    assert refresh_review(settings, state) is None  # no review project
+    link_review_project(state, 17, "P05 - cluster review")
+    assert refresh_review(settings, state) is None  # no detection yet
+    out = tmp_path / "detections"
+    out.mkdir()
+    (out / "detection.json").write_text('{"recordings": []}')
+    record_detection(state, out, {})
+    with caplog.at_level("WARNING"):
+        assert refresh_review(settings, state) is None
+    assert "project 5: the cluster review was not recomputed" in caplog.text

@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {err}; nothing was written", file=sys.stderr)
         return 1
     print(f"{n_events} spike event(s) in {len(plan.stores)} recording(s), model {plan.model.version}: {out}")
+    if plan.state is not None:  # a patient with a cluster review gets the new detections to review
+        from ..review.command import refresh_review
+
+        refresh_review(Settings.from_env(), plan.state)
     return 0
 
 

@@ -235,6 +235,22 @@ def publish_review(plan: Plan) -> tuple[int, int, int]:
     return review_id, len(tasks), len(clustering.clusters)
 
 
+def refresh_review(settings: Settings, state: ProjectState) -> tuple[int, int, int] | None:
+    """Recompute a patient's cluster review after a new model or a new detection, when it has one (a linked review
+    project and a detection): what ``python -m ls_backend.review --project`` does. None when it has none; failures
+    are logged, not raised (the retraining or detection that asked has succeeded)."""
+    if review_project(state) is None or latest_detection(state) is None:
+        return None
+    try:
+        done = publish_review(plan_review(argparse.Namespace(project=state.key, detection=None, model=None), settings))
+    except (ValueError, studio.StudioError, OSError) as err:
+        logger.warning("project %s: the cluster review was not recomputed: %s", state.key, err)
+        return None
+    logger.info("project %s: cluster review recomputed: %d task(s) of %d cluster(s) in project %d",
+                state.key, done[1], done[2], done[0])  # fmt: skip
+    return done
+
+
 def ensure_review_project(plan: Plan) -> tuple[int, bool]:
     """The patient's review project (created on the first run), linked to the window project, with its webhook."""
     title = plan.window_title + TITLE_SUFFIX
