@@ -25,16 +25,28 @@ _NEW_TASK_ID = """previous => {
 }"""
 
 
+SETTLE_MS = 500  # the traces must still be there this long after they were drawn
+SETTLE_TRIES = 5
+
+
 def wait_for_traces(page: Any, n_channels: int, timeout_ms: float = 60_000) -> None:
-    """Wait until the editor has drawn the trace of each of (at least) ``n_channels`` channels; fail with the page's
-    console errors (the usual cause) otherwise."""
+    """Wait until the editor has drawn the trace of each of (at least) ``n_channels`` channels, and they stay drawn;
+    fail with the page's console errors (the usual cause) otherwise.
+
+    The Data Manager may open a task twice (once more when it adds the tab to the URL): the first drawing can vanish
+    right after it appeared, so the traces count once they are still there ``SETTLE_MS`` later."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    try:
-        page.wait_for_function(_TRACES_DRAWN, arg=n_channels, timeout=timeout_ms)
-    except PlaywrightTimeout:
-        pytest.fail(f"the editor did not draw {n_channels} channel traces at {page.url}; "
-                    f"console errors: {page.console_errors}")  # fmt: skip
+    for _ in range(SETTLE_TRIES):
+        try:
+            page.wait_for_function(_TRACES_DRAWN, arg=n_channels, timeout=timeout_ms)
+        except PlaywrightTimeout:
+            pytest.fail(f"the editor did not draw {n_channels} channel traces at {page.url}; "
+                        f"console errors: {page.console_errors}")  # fmt: skip
+        page.wait_for_timeout(SETTLE_MS)
+        if page.evaluate(_TRACES_DRAWN, n_channels):
+            return
+    pytest.fail(f"the editor's {n_channels} channel traces kept vanishing at {page.url}")
 
 
 def wait_for_new_task(page: Any, previous: int | None = None, timeout_ms: float = 60_000) -> int:
