@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        plan = plan_detection(args, Settings.from_env(), f"{PROG} {shlex.join(argv)}")
+        settings = Settings.from_env()
+        plan = plan_detection(args, settings, f"{PROG} {shlex.join(argv)}")
     except ValueError as err:  # UsageError, bad settings, bad project id, OutputExistsError
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if plan.state is not None:  # a patient with a cluster review gets the new detections to review
         from ..review.command import refresh_review
 
-        refresh_review(Settings.from_env(), plan.state)
+        refresh_review(settings, plan.state)
     return 0
 
 

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        plan = plan_review(args, Settings.from_env())
+        plan = plan_review(Settings.from_env(), args.project, args.detection, args.model)
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -114,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def plan_review(args: argparse.Namespace, settings: Settings) -> Plan:
+def plan_review(
+    settings: Settings, project: str, detection: Path | None = None, checkpoint: str | None = None
+) -> Plan:
     """Check every input (raising a ValueError naming it) and connect to Label Studio."""
-    state = project_state(settings, args.project)
+    state = project_state(settings, project)
     assert state is not None
-    detection = args.detection if args.detection is not None else latest_detection(state)
+    detection = detection if detection is not None else latest_detection(state)
     if detection is None:
         raise UsageError(
             f"project {state.key} has no detection yet: run python -m ls_backend.detect <stores> --project "
@@ -126,7 +128,7 @@ def plan_review(args: argparse.Namespace, settings: Settings) -> Plan:
         )
     if not is_detection_output(detection):
         raise UsageError(f"--detection {detection}: not a detection output (no detection.json)")
-    spec = checkpoint_model(Path(args.model)) if args.model else project_model(settings, state)
+    spec = checkpoint_model(Path(checkpoint)) if checkpoint else project_model(settings, state)
     assert spec.checkpoint is not None
     model = load_model(spec.checkpoint)[0]
     missing = [rec.store for rec in read_detection(detection) if not Path(rec.store).is_file()]
@@ -242,7 +244,7 @@ def refresh_review(settings: Settings, state: ProjectState) -> tuple[int, int, i
     if review_project(state) is None or latest_detection(state) is None:
         return None
     try:
-        done = publish_review(plan_review(argparse.Namespace(project=state.key, detection=None, model=None), settings))
+        done = publish_review(plan_review(settings, state.key))
     except (ValueError, studio.StudioError, OSError) as err:
         logger.warning("project %s: the cluster review was not recomputed: %s", state.key, err)
         return None
