@@ -51,12 +51,24 @@ def start_backend(root: Path, settings: dict[str, str] | None = None) -> tuple[s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = os.environ | {"MODEL_DIR": str(root / "models"), "WINDOW_STORE_DIR": str(root / "stores"),
-                        "LABEL_STUDIO_URL": "http://127.0.0.1:9", "RETRAIN_DEBOUNCE_SECONDS": "2"} | (settings or {})
+    env = (
+        os.environ
+        | {
+            "MODEL_DIR": str(root / "models"),
+            "WINDOW_STORE_DIR": str(root / "stores"),
+            "LABEL_STUDIO_URL": "http://127.0.0.1:9",
+            "RETRAIN_DEBOUNCE_SECONDS": "2",
+        }
+        | (settings or {})
+    )
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(root / "backend.log", "w")  # noqa: SIM115 - the server writes it until it exits
-    proc = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-                             "ls_backend.wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "ls_backend.wsgi:app"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -79,8 +91,13 @@ def predict_latency(url: str, tasks: list[dict], n_tasks: int, repeats: int) -> 
             times.append(time.perf_counter() - start)
             response.raise_for_status()
     ms = 1000 * np.array(times[1:])  # the first call loads the model
-    return {"n_tasks": n_tasks, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "first_call_ms": 1000 * times[0], "repeats": repeats}
+    return {
+        "n_tasks": n_tasks,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "first_call_ms": 1000 * times[0],
+        "repeats": repeats,
+    }
 
 
 def webhook_burst(url: str, root: Path, n: int = 100, seconds: float = 10.0) -> dict:
@@ -95,8 +112,13 @@ def webhook_burst(url: str, root: Path, n: int = 100, seconds: float = 10.0) -> 
         time.sleep(8)  # the debounce and the (failing: no Label Studio here) job
         metrics = dict(line.split() for line in client.get(f"{url}/metrics").text.splitlines() if line)
     runs = sum(int(float(metrics.get(f"spike_backend_retrain_{name}", 0))) for name in ("done", "failed"))
-    return {"webhooks": n, "seconds": elapsed, "errors": sum(s >= 300 for s in statuses), "trainings_started": runs,
-            "still_queued": (root / "models" / "2" / "retrain.json").exists()}
+    return {
+        "webhooks": n,
+        "seconds": elapsed,
+        "errors": sum(s >= 300 for s in statuses),
+        "trainings_started": runs,
+        "still_queued": (root / "models" / "2" / "retrain.json").exists(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     for row in latency:
         print(f"{row['n_tasks']:>6}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['first_call_ms']:>10.1f}")
     print(f"webhook burst: {burst}")
-    meta = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-            "command": "python -m benchmarks.bench_backend " + " ".join(argv or sys.argv[1:])}
+    meta = {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "command": "python -m benchmarks.bench_backend " + " ".join(argv or sys.argv[1:]),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "predict": latency, "webhook_burst": burst}, indent=2))
     print(f"wrote {args.out}")

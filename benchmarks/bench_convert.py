@@ -53,8 +53,11 @@ def child_ours(source: str, store: str) -> dict:
 
     start = time.perf_counter()
     info = convert_recording(source, store)
-    return {"seconds": time.perf_counter() - start, "duration_seconds": info.duration_seconds,
-            "n_windows": info.n_windows}
+    return {
+        "seconds": time.perf_counter() - start,
+        "duration_seconds": info.duration_seconds,
+        "n_windows": info.n_windows,
+    }
 
 
 def child_mne(source: str, minutes: float) -> dict:
@@ -115,9 +118,14 @@ def disk_read_rate(path: Path, in_flight: int = 2, block_bytes: int = 32 << 20) 
         os.close(fd)
     mb_per_s = n_read / 1e6 / (time.perf_counter() - start)
     seconds_per_mb = _duration(path) / (path.stat().st_size / 1e6)
-    return {"pipeline": "disk read", "method": f"{method}, {in_flight} reads in flight",
-            "read_mb_per_s": mb_per_s, "x_realtime": mb_per_s * seconds_per_mb,
-            "peak_rss_mb": float("nan"), "duration_seconds": n_read / 1e6 * seconds_per_mb}
+    return {
+        "pipeline": "disk read",
+        "method": f"{method}, {in_flight} reads in flight",
+        "read_mb_per_s": mb_per_s,
+        "x_realtime": mb_per_s * seconds_per_mb,
+        "peak_rss_mb": float("nan"),
+        "duration_seconds": n_read / 1e6 * seconds_per_mb,
+    }
 
 
 def measure(path: Path, kind: str, baseline_minutes: float, store_dir: Path) -> dict:
@@ -148,8 +156,7 @@ def _duration(path: Path) -> float:
 
 def print_table(rows: list[dict]) -> None:
     head = (
-        f"{'pipeline':<10}{'recording':>12}{'processed':>11}{'x realtime':>12}{'MB/s':>9}{'peak RSS MB':>13}"
-        f"{'load':>6}"
+        f"{'pipeline':<10}{'recording':>12}{'processed':>11}{'x realtime':>12}{'MB/s':>9}{'peak RSS MB':>13}{'load':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -207,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {kind} {hours:g} h: {rows[-1]['x_realtime']:.1f}x real time", flush=True)
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "command": "python -m benchmarks.bench_convert " + " ".join(argv or sys.argv[1:])}
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "command": "python -m benchmarks.bench_convert " + " ".join(argv or sys.argv[1:]),
+    }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")

@@ -47,8 +47,13 @@ CACHE = HERE / "_data" / "windowsets"
 # the reference model: 236 MFLOP per 256-sample window
 REFERENCE = {"width": 64, "depth": 8, "kernel_size": 7, "dilation": 1}
 # plotted speed curves: form, threads, precision, line style
-CURVES = [("inference", 1, "float32", "o-"), ("inference", 2, "float32", "s-"), ("plain", 1, "float32", "o:"),
-          ("plain", 2, "float32", "s:"), ("inference", 2, "bfloat16", "^--")]
+CURVES = [
+    ("inference", 1, "float32", "o-"),
+    ("inference", 2, "float32", "s-"),
+    ("plain", 1, "float32", "o:"),
+    ("plain", 2, "float32", "s:"),
+    ("inference", 2, "bfloat16", "^--"),
+]
 
 
 def best_seconds(fn, repeats: int = 3, budget_seconds: float = 1.0) -> float:
@@ -129,21 +134,33 @@ def speed(args: argparse.Namespace, default: dict) -> dict:
             for threads in (1, 2):
                 streams = threads if form == "inference" else 1
                 for precision in precisions:
-                    limit_call, limit_flop = matmul(getattr(torch, precision), threads, 1024 if precision == "float32"
-                                                    else 256)
+                    limit_call, limit_flop = matmul(
+                        getattr(torch, precision), threads, 1024 if precision == "float32" else 256
+                    )
                     for batch in batches:
                         call, n_scored = network_call(module, batch, n_times, precision, threads, streams)
                         best = alternating_best({"network": call, "limit": limit_call}, 3, 2.0)
                         rate, limit = n_scored / best["network"], limit_flop / best["limit"] / 1e9
-                        row = {"model": label, **arch, "form": form, "threads": threads, "precision": precision,
-                               "batch": batch, "channel_windows_per_second": rate,
-                               "mflop_per_channel_window": flops / 1e6, "gflops": rate * flops / 1e9,
-                               "matmul_gflops": limit}
+                        row = {
+                            "model": label,
+                            **arch,
+                            "form": form,
+                            "threads": threads,
+                            "precision": precision,
+                            "batch": batch,
+                            "channel_windows_per_second": rate,
+                            "mflop_per_channel_window": flops / 1e6,
+                            "gflops": rate * flops / 1e9,
+                            "matmul_gflops": limit,
+                        }
                         row["fraction_of_matmul"] = row["gflops"] / limit
                         result["network"].append(row)
-                        print(f"{label:9s} {form:9s} {threads}t {precision:8s} batch {batch:3d}: {rate:8.0f} ch-win/s"
-                              f" {row['gflops']:6.1f} GFLOP/s = {row['fraction_of_matmul']:.0%} of matmul"
-                              f" ({limit:.0f} GFLOP/s alongside)", flush=True)
+                        print(
+                            f"{label:9s} {form:9s} {threads}t {precision:8s} batch {batch:3d}: {rate:8.0f} ch-win/s"
+                            f" {row['gflops']:6.1f} GFLOP/s = {row['fraction_of_matmul']:.0%} of matmul"
+                            f" ({limit:.0f} GFLOP/s alongside)",
+                            flush=True,
+                        )
     # the estimator end to end on multi-channel windows (default model, 2 threads and 1 thread)
     ws = synthetic_windowset(("A", "B", "C"), minutes=5.0, cache_dir=CACHE)
     torch.set_num_threads(args.threads)
@@ -153,8 +170,12 @@ def speed(args: argparse.Namespace, default: dict) -> dict:
     train_seconds = time.perf_counter() - start
     sub = ws.subset(np.arange(0, len(ws), 3))  # 300 windows of A-C for the inference timings
     n_chan_windows = int(np.isfinite(sub.X[:, :, 0]).sum())
-    est = {"train_seconds_per_1000_windows": train_seconds / 512 * 1000,
-           "train_threads": torch.get_num_threads(), "n_windows": len(sub), "channel_windows": n_chan_windows}
+    est = {
+        "train_seconds_per_1000_windows": train_seconds / 512 * 1000,
+        "train_threads": torch.get_num_threads(),
+        "n_windows": len(sub),
+        "channel_windows": n_chan_windows,
+    }
     for threads in (1, 2):
         torch.set_num_threads(threads)
         t_proba = best_seconds(lambda: det.predict_proba(sub.X), 2)
@@ -178,8 +199,9 @@ def speed(args: argparse.Namespace, default: dict) -> dict:
 def transfer(args: argparse.Namespace, default: dict) -> dict:
     torch.set_num_threads(args.threads)
     minutes_d = 8.0 if args.quick else 20.0
-    ws = synthetic_windowset(("A", "B", "C", "D"), minutes={"A": 5.0, "B": 5.0, "C": 5.0, "D": minutes_d},
-                             cache_dir=CACHE)
+    ws = synthetic_windowset(
+        ("A", "B", "C", "D"), minutes={"A": 5.0, "B": 5.0, "C": 5.0, "D": minutes_d}, cache_dir=CACHE
+    )
     cohort_set = ws.group("A", "B", "C")
     d = ws.group("D")
     n_pool = int(0.6 * len(d))
@@ -188,11 +210,15 @@ def transfer(args: argparse.Namespace, default: dict) -> dict:
     # the same number of updates for every model trained on D's labels, whatever the number of labels
     patient_params = dict(epochs=3 if args.quick else 8, samples_per_epoch=256)
     start = time.perf_counter()
-    cohort = SpikeDetector(**default, **train_params, seed=0).fit(cohort_set.X, cohort_set.y,
-                                                                 dense_targets=cohort_set.y_dense)
+    cohort = SpikeDetector(**default, **train_params, seed=0).fit(
+        cohort_set.X, cohort_set.y, dense_targets=cohort_set.y_dense
+    )
     cohort_seconds = time.perf_counter() - start
-    print(f"cohort A-C: {len(cohort_set)} windows, fit {cohort_seconds:.0f} s; D: pool {len(pool)} windows "
-          f"({int(pool.y.sum())} positive), test {len(test)} ({int(test.y.sum())} positive)", flush=True)
+    print(
+        f"cohort A-C: {len(cohort_set)} windows, fit {cohort_seconds:.0f} s; D: pool {len(pool)} windows "
+        f"({int(pool.y.sum())} positive), test {len(test)} ({int(test.y.sum())} positive)",
+        flush=True,
+    )
 
     def score(model: SpikeDetector) -> dict:
         out = model.predict_all(test.X)
@@ -209,30 +235,56 @@ def transfer(args: argparse.Namespace, default: dict) -> dict:
                 if pool.y[pick].sum() > 0:
                     break
             lab = pool.subset(np.sort(pick))
-            cold = SpikeDetector(**default, **patient_params, seed=seed).fit(lab.X, lab.y,
-                                                                             dense_targets=lab.y_dense)
+            cold = SpikeDetector(**default, **patient_params, seed=seed).fit(lab.X, lab.y, dense_targets=lab.y_dense)
             warm = cohort.clone(seed=seed, **fine_tune).fit(lab.X, lab.y, dense_targets=lab.y_dense, init_from=cohort)
             for mode, model in (("cold", cold), ("warm", warm)):
-                rows.append({"labels": n_labels, "seed": seed, "mode": mode, "n_positive": int(lab.y.sum()),
-                             **score(model)})
+                rows.append(
+                    {"labels": n_labels, "seed": seed, "mode": mode, "n_positive": int(lab.y.sum()), **score(model)}
+                )
             # the automatic choice, deciding on 30 % of the labels held back
             split = np.random.default_rng(seed + 100).permutation(n_labels)
             n_val = int(0.3 * n_labels)
             fit_part, val_part = lab.subset(np.sort(split[n_val:])), lab.subset(np.sort(split[:n_val]))
-            auto = warm_start(cohort, fit_part.X, fit_part.y, val_part.X, val_part.y, dense=fit_part.y_dense,
-                              fine_tune=fine_tune, cold_params=patient_params)
-            rows.append({"labels": n_labels, "seed": seed, "mode": f"auto:{auto.choice}",
-                         "n_positive": int(lab.y.sum()), **score(auto.model)})
-            print(f"{n_labels} labels ({int(lab.y.sum())} positive), seed {seed}: " + ", ".join(
-                f"{r['mode']} {r['auprc']:.3f}" for r in rows[-3:]), flush=True)
-    return {"cohort_fit_seconds": cohort_seconds, "n_pool": len(pool), "n_test": len(test),
-            "test_prevalence": float(test.y.mean()), "train_params": train_params, "fine_tune": fine_tune,
-            "rows": rows}
+            auto = warm_start(
+                cohort,
+                fit_part.X,
+                fit_part.y,
+                val_part.X,
+                val_part.y,
+                dense=fit_part.y_dense,
+                fine_tune=fine_tune,
+                cold_params=patient_params,
+            )
+            rows.append(
+                {
+                    "labels": n_labels,
+                    "seed": seed,
+                    "mode": f"auto:{auto.choice}",
+                    "n_positive": int(lab.y.sum()),
+                    **score(auto.model),
+                }
+            )
+            print(
+                f"{n_labels} labels ({int(lab.y.sum())} positive), seed {seed}: "
+                + ", ".join(f"{r['mode']} {r['auprc']:.3f}" for r in rows[-3:]),
+                flush=True,
+            )
+    return {
+        "cohort_fit_seconds": cohort_seconds,
+        "n_pool": len(pool),
+        "n_test": len(test),
+        "test_prevalence": float(test.y.mean()),
+        "train_params": train_params,
+        "fine_tune": fine_tune,
+        "rows": rows,
+    }
 
 
 def transfer_table(result: dict) -> str:
-    lines = ["| labels of D | model | AUPRC | best F1 | F1@0.5 | event sensitivity | FP/h |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| labels of D | model | AUPRC | best F1 | F1@0.5 | event sensitivity | FP/h |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     modes = []
     for r in result["rows"]:
         key = (r["labels"], r["mode"].split(":")[0])
@@ -240,12 +292,16 @@ def transfer_table(result: dict) -> str:
             modes.append(key)
     for labels, mode in modes:
         rs = [r for r in result["rows"] if r["labels"] == labels and r["mode"].split(":")[0] == mode]
-        mean = {k: np.mean([r[k] for r in rs]) for k in
-                ("auprc", "best_f1", "f1_at_threshold", "sensitivity", "false_positives_per_hour")}
+        mean = {
+            k: np.mean([r[k] for r in rs])
+            for k in ("auprc", "best_f1", "f1_at_threshold", "sensitivity", "false_positives_per_hour")
+        }
         label = mode if mode != "auto" else "auto (" + ", ".join(r["mode"].split(":")[1] for r in rs) + ")"
-        lines.append(f"| {labels} | {label} | {mean['auprc']:.3f} | {mean['best_f1']:.3f} | "
-                     f"{mean['f1_at_threshold']:.3f} | {mean['sensitivity']:.2f} | "
-                     f"{mean['false_positives_per_hour']:.0f} |")
+        lines.append(
+            f"| {labels} | {label} | {mean['auprc']:.3f} | {mean['best_f1']:.3f} | "
+            f"{mean['f1_at_threshold']:.3f} | {mean['sensitivity']:.2f} | "
+            f"{mean['false_positives_per_hour']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -262,11 +318,22 @@ def plot(result: dict, path: Path) -> None:
             rows = result["speed"]["network"]
             for label, color in (("default", "C0"), ("reference", "C1")):
                 for form, threads, precision, style in CURVES:
-                    rs = [r for r in rows if r["model"] == label and r.get("form", "plain") == form
-                          and r["threads"] == threads and r["precision"] == precision]
+                    rs = [
+                        r
+                        for r in rows
+                        if r["model"] == label
+                        and r.get("form", "plain") == form
+                        and r["threads"] == threads
+                        and r["precision"] == precision
+                    ]
                     if rs:
-                        ax.plot([r["batch"] for r in rs], [r["fraction_of_matmul"] for r in rs], style, color=color,
-                                label=f"{label} {form} {threads}t {precision}")
+                        ax.plot(
+                            [r["batch"] for r in rs],
+                            [r["fraction_of_matmul"] for r in rs],
+                            style,
+                            color=color,
+                            label=f"{label} {form} {threads}t {precision}",
+                        )
             ax.axhline(1 / 1.5, color="gray", ls=":", label="target (1/1.5 of matmul)")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("batch (channel-windows)")
@@ -276,8 +343,10 @@ def plot(result: dict, path: Path) -> None:
             rows = result["transfer"]["rows"]
             for mode, style in (("cold", "o-"), ("warm", "s-"), ("auto", "^--")):
                 labels = sorted({r["labels"] for r in rows if r["mode"].split(":")[0] == mode})
-                means = [np.mean([r["auprc"] for r in rows if r["labels"] == n and r["mode"].split(":")[0] == mode])
-                         for n in labels]
+                means = [
+                    np.mean([r["auprc"] for r in rows if r["labels"] == n and r["mode"].split(":")[0] == mode])
+                    for n in labels
+                ]
                 ax.plot(labels, means, style, label=mode)
             cohort = [r["auprc"] for r in rows if r["mode"] == "cohort"]
             ax.axhline(cohort[0], color="gray", ls=":", label="cohort, 0 labels")
@@ -297,15 +366,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=["speed", "transfer", "all"], default="all")
     parser.add_argument("--labels", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for training (1: the stable figure on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads for training (1: the stable figure on a shared 2-core machine)"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     defaults = SpikeDetector().get_params()
     default = {k: defaults[k] for k in ("width", "depth", "kernel_size", "dilation")}
-    result: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "default_model": default}
+    result: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "default_model": default,
+    }
     if args.out.exists():  # keep the other part's results when running one part
         previous = json.loads(args.out.read_text())
         result |= {k: v for k, v in previous.items() if k in ("speed", "transfer") and args.part not in (k, "all")}

@@ -8,8 +8,9 @@ predictions: all of them, or in a large project the first part's, see ``ls_backe
 debounce (``RETRAIN_DEBOUNCE_SECONDS``, default 5 s) is part of the time. The backend's stage timings come from
 ``MODEL_DIR/<project>/last_run.json``. The tasks are imported with ``--display-url`` (the backend serves their
 traces), as a project of this size should be. While the last run goes, the labeling stream's next task is asked for
-every second (its latency: what a clinician waits for after a submit), and the backend's peak memory is read at the
-end (gunicorn's processes, the retraining runs in its worker).
+every second (its latency: what a clinician waits for after a submit), and on while the backend deletes the old
+rankings' predictions in the background (their time is reported too); the backend's peak memory is read at the end
+(gunicorn's processes, the retraining runs in its worker).
 
     python -m benchmarks.bench_time_to_ranking                       # 20,000 tasks, 200 labels
     python -m benchmarks.bench_time_to_ranking --tasks 100000 --out benchmarks/results/time_to_ranking_100k.json
@@ -67,6 +68,24 @@ def wait_idle(models: Path, project_id: int, timeout: float = 3600) -> None:
         time.sleep(0.5)
 
 
+def stale_versions(models: Path, project_id: int) -> list[str]:
+    """Old rankings whose predictions the backend has still to delete (see ``ls_backend.cleanup``)."""
+    from ls_backend.cleanup import stale_versions
+    from ls_backend.project_state import ProjectState
+
+    return stale_versions(ProjectState(models, str(project_id)))
+
+
+def wait_cleaned(models: Path, project_id: int, timeout: float = 3600) -> float:
+    """When the backend had deleted every old ranking's predictions (time.time())."""
+    deadline = time.monotonic() + timeout
+    while stale_versions(models, project_id):
+        if time.monotonic() > deadline:
+            raise RuntimeError("old rankings were not deleted")
+        time.sleep(0.5)
+    return time.time()
+
+
 def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
     from label_studio_sdk import LabelStudio
     from studio_server import running_studio
@@ -77,8 +96,14 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
 
     with running_studio(root / "studio") as server:
         client = LabelStudio(base_url=server.url, api_key=server.token)
-        proc, url = start_backend(root, {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token,
-                                         "RETRAIN_DEBOUNCE_SECONDS": str(debounce)})
+        proc, url = start_backend(
+            root,
+            {
+                "LABEL_STUDIO_URL": server.url,
+                "LABEL_STUDIO_API_KEY": server.token,
+                "RETRAIN_DEBOUNCE_SECONDS": str(debounce),
+            },
+        )
         try:
             t0 = time.perf_counter()
             import_patient(root, server.url, server.token, n_tasks, url)
@@ -94,10 +119,16 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
             for task_id in order[: n_labels - 1]:
                 client.annotations.create(id=int(task_id), result=[window_result(truth[task_id])])
             wait_idle(root / "models", project.id)
+            stale_at_submit = stale_versions(root / "models", project.id)  # still being deleted: the run goes first
             submitted = time.time()
             client.annotations.create(id=int(order[n_labels - 1]), result=[window_result(truth[order[n_labels - 1]])])
             with StreamProbe(server.url, server.token, project.id) as stream:  # a clinician asking for tasks
                 last = run_after(root / "models", project.id, submitted)
+                during_run = stream.summary(restart=True)
+                cleanup_seconds = wait_cleaned(root / "models", project.id) - (
+                    last["started_at"] + last["seconds"]["total"]
+                )
+                during_cleanup = stream.summary()
             backend_rss_mb = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
@@ -107,7 +138,9 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
         "cold_start_ranking_seconds": since(connected, cold_start, "live"),
         "annotation_to_live_ranking_seconds": since(submitted, last, "live"),
         "annotation_to_run_finished_seconds": since(submitted, last, "total"),
-        "labeling_stream_during_run": stream.summary(), "backend_peak_rss_mb": backend_rss_mb,
+        "old_rankings_deleted_after_run_seconds": cleanup_seconds, "stale_rankings_at_annotation": stale_at_submit,
+        "labeling_stream_during_run": during_run, "labeling_stream_during_cleanup": during_cleanup,
+        "backend_peak_rss_mb": backend_rss_mb,
         "cold_start_run": cold_start, "last_run": last,
     }  # fmt: skip
 
@@ -142,8 +175,11 @@ class StreamProbe:
             self.client.get(self.path).raise_for_status()
             self.seconds.append(time.perf_counter() - started)
 
-    def summary(self) -> dict:
+    def summary(self, restart: bool = False) -> dict:
+        """Latencies so far; with ``restart``, the next summary counts only the requests after this one."""
         times = np.array(self.seconds or [np.nan])
+        if restart:
+            self.seconds = []
         return {"requests": len(self.seconds), "p50_seconds": float(np.percentile(times, 50)),
                 "p95_seconds": float(np.percentile(times, 95)), "max_seconds": float(times.max())}  # fmt: skip
 
@@ -191,15 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args.tasks, args.labels, args.debounce)
-    result["meta"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-                      "command": "python -m benchmarks.bench_time_to_ranking " + " ".join(argv or sys.argv[1:])}
+    result["meta"] = {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "command": "python -m benchmarks.bench_time_to_ranking " + " ".join(argv or sys.argv[1:]),
+    }
     print(f"{'last run, stage':<38}{'seconds':>9}")
     for name, value in result["last_run"]["seconds"].items():
         print(f"{'  ' + name:<38}{value:>9.1f}")
-    for name in ("import_seconds", "cold_start_ranking_seconds", "annotation_to_live_ranking_seconds",
-                 "annotation_to_run_finished_seconds", "backend_peak_rss_mb"):
+    for name in (
+        "import_seconds",
+        "cold_start_ranking_seconds",
+        "annotation_to_live_ranking_seconds",
+        "annotation_to_run_finished_seconds",
+        "backend_peak_rss_mb",
+    ):
         print(f"{name:<38}{result[name] or float('nan'):>9.1f}")
+    print(f"{'old_rankings_deleted_after_run_seconds':<38}{result['old_rankings_deleted_after_run_seconds']:>9.1f}")
     print(f"labeling stream during the run: {result['labeling_stream_during_run']}")
+    print(f"labeling stream during the deletion: {result['labeling_stream_during_cleanup']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -67,23 +67,35 @@ def run(args: argparse.Namespace) -> dict:
     train, val = temporal_split(ws, args.train_fraction)
     tr, va = ws.subset(train), ws.subset(val)
     mean_chans = float(np.isfinite(ws.X[:, :, 0]).sum(axis=1).mean())
-    print(f"{source}: {len(tr)} train / {len(va)} validation windows, prevalence {va.y.mean():.3f}, "
-          f"{mean_chans:.1f} channels per window, {torch.get_num_threads()} threads")
+    print(
+        f"{source}: {len(tr)} train / {len(va)} validation windows, prevalence {va.y.mean():.3f}, "
+        f"{mean_chans:.1f} channels per window, {torch.get_num_threads()} threads"
+    )
     rows = []
     for depth in args.depths:
         for width in args.widths:
             for seed in range(args.seed_start, args.seed_start + args.seeds):
                 cycle = args.dilation_cycle
                 dilation = tuple(cycle[i % len(cycle)] for i in range(depth)) if len(cycle) > 1 else cycle[0]
-                det = SpikeDetector(width=width, depth=depth, kernel_size=args.kernel_size, dilation=dilation,
-                                    epochs=args.epochs,
-                                    samples_per_epoch=args.samples_per_epoch, sfreq=ws.sfreq, seed=seed)
+                det = SpikeDetector(
+                    width=width,
+                    depth=depth,
+                    kernel_size=args.kernel_size,
+                    dilation=dilation,
+                    epochs=args.epochs,
+                    samples_per_epoch=args.samples_per_epoch,
+                    sfreq=ws.sfreq,
+                    seed=seed,
+                )
                 start = time.perf_counter()
                 det.fit(tr.X, tr.y, dense_targets=tr.y_dense)
                 fit_seconds = time.perf_counter() - start
                 proba = det.predict_proba(va.X)
                 row = {
-                    "depth": depth, "width": width, "seed": seed, "kernel_size": args.kernel_size,
+                    "depth": depth,
+                    "width": width,
+                    "seed": seed,
+                    "kernel_size": args.kernel_size,
                     "dilation": list(dilation) if isinstance(dilation, tuple) else dilation,
                     "parameters": det.n_parameters,
                     "mflop_per_channel_window": det.flops_per_channel_window(ws.X.shape[2]) / 1e6,
@@ -95,25 +107,35 @@ def run(args: argparse.Namespace) -> dict:
                 }
                 row["windows_per_second"] = row["channel_windows_per_second"] / mean_chans
                 if va.groups is not None:
-                    row["val_auprc_by_group"] = {str(g): auprc(va.y[va.groups == g], proba[va.groups == g])
-                                                 for g in np.unique(va.groups)}
+                    row["val_auprc_by_group"] = {
+                        str(g): auprc(va.y[va.groups == g], proba[va.groups == g]) for g in np.unique(va.groups)
+                    }
                 rows.append(row)
-                print(f"depth {depth:2d} width {width:3d} seed {seed}: AUPRC {row['val_auprc']:.3f} "
-                      f"F1 {row['val_f1_at_0.5']:.3f} ({row['parameters']} params, {fit_seconds:.0f} s fit, "
-                      f"{row['channel_windows_per_second']:.0f} ch-win/s) "
-                      f"{ {g: round(v, 2) for g, v in row.get('val_auprc_by_group', {}).items()} }", flush=True)
+                print(
+                    f"depth {depth:2d} width {width:3d} seed {seed}: AUPRC {row['val_auprc']:.3f} "
+                    f"F1 {row['val_f1_at_0.5']:.3f} ({row['parameters']} params, {fit_seconds:.0f} s fit, "
+                    f"{row['channel_windows_per_second']:.0f} ch-win/s) "
+                    f"{ {g: round(v, 2) for g, v in row.get('val_auprc_by_group', {}).items()} }",
+                    flush=True,
+                )
     return {
         "source": source,
-        "n_train": len(tr), "n_val": len(va), "val_prevalence": float(va.y.mean()),
+        "n_train": len(tr),
+        "n_val": len(va),
+        "val_prevalence": float(va.y.mean()),
         "mean_channels_per_window": mean_chans,
-        "epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "threads": args.threads,
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "epochs": args.epochs,
+        "samples_per_epoch": args.samples_per_epoch,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
         "rows": rows,
     }
 
 
 def summarize(result: dict) -> list[dict]:
     """Mean over seeds per (depth, width)."""
+
     def key(r: dict) -> tuple:
         return r["depth"], r["width"], json.dumps(r.get("dilation", 1))
 
@@ -124,23 +146,31 @@ def summarize(result: dict) -> list[dict]:
         skip = ("depth", "width", "seed", "val_auprc_by_group", "dilation")
         mean = {k: float(np.mean([r[k] for r in rs])) for k in rs[0] if k not in skip}
         if "val_auprc_by_group" in rs[0]:
-            mean["val_auprc_by_group"] = {g: float(np.mean([r["val_auprc_by_group"][g] for r in rs]))
-                                          for g in rs[0]["val_auprc_by_group"]}
-        out.append({"depth": depth, "width": width, "dilation": json.loads(dilation), "n_seeds": len(rs)} | mean
-                   | {"val_auprc_std": float(np.std([r["val_auprc"] for r in rs]))})
+            mean["val_auprc_by_group"] = {
+                g: float(np.mean([r["val_auprc_by_group"][g] for r in rs])) for g in rs[0]["val_auprc_by_group"]
+            }
+        out.append(
+            {"depth": depth, "width": width, "dilation": json.loads(dilation), "n_seeds": len(rs)}
+            | mean
+            | {"val_auprc_std": float(np.std([r["val_auprc"] for r in rs]))}
+        )
     return out
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| depth | width | dilation | seeds | params | MFLOP/ch-win | val AUPRC | val F1@0.5 | best F1 | fit s "
-             "| ch-win/s |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| depth | width | dilation | seeds | params | MFLOP/ch-win | val AUPRC | val F1@0.5 | best F1 | fit s "
+        "| ch-win/s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in summary:
         dilation = r["dilation"] if isinstance(r["dilation"], int) else ",".join(map(str, r["dilation"]))
-        lines.append(f"| {r['depth']} | {r['width']} | {dilation} | {r['n_seeds']} | {r['parameters']:.0f} | "
-                     f"{r['mflop_per_channel_window']:.1f} | "
-                     f"{r['val_auprc']:.3f} ± {r['val_auprc_std']:.3f} | {r['val_f1_at_0.5']:.3f} | "
-                     f"{r['val_best_f1']:.3f} | {r['fit_seconds']:.0f} | {r['channel_windows_per_second']:.0f} |")
+        lines.append(
+            f"| {r['depth']} | {r['width']} | {dilation} | {r['n_seeds']} | {r['parameters']:.0f} | "
+            f"{r['mflop_per_channel_window']:.1f} | "
+            f"{r['val_auprc']:.3f} ± {r['val_auprc_std']:.3f} | {r['val_f1_at_0.5']:.3f} | "
+            f"{r['val_best_f1']:.3f} | {r['fit_seconds']:.0f} | {r['channel_windows_per_second']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -155,10 +185,17 @@ def plot(summary: list[dict], path: Path) -> None:
         rs = [r for r in summary if r["depth"] == depth and r["dilation"] == 1]
         if not rs:
             continue
-        axes[0].errorbar([r["parameters"] for r in rs], [r["val_auprc"] for r in rs],
-                         yerr=[r["val_auprc_std"] for r in rs], marker="o", label=f"depth {depth}", capsize=3)
-        axes[1].plot([r["channel_windows_per_second"] for r in rs], [r["val_auprc"] for r in rs], "o-",
-                     label=f"depth {depth}")
+        axes[0].errorbar(
+            [r["parameters"] for r in rs],
+            [r["val_auprc"] for r in rs],
+            yerr=[r["val_auprc_std"] for r in rs],
+            marker="o",
+            label=f"depth {depth}",
+            capsize=3,
+        )
+        axes[1].plot(
+            [r["channel_windows_per_second"] for r in rs], [r["val_auprc"] for r in rs], "o-", label=f"depth {depth}"
+        )
         for r in rs:
             axes[1].annotate(f"w{r['width']}", (r["channel_windows_per_second"], r["val_auprc"]), fontsize=8)
     dilated = [r for r in summary if r["dilation"] != 1]
@@ -186,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--kernel-size", type=int, default=7)
-    parser.add_argument("--dilation-cycle", type=int, nargs="+", default=[1],
-                        help="dilation of block i is the i-th of these, cycled (e.g. 1 2 4 8)")
+    parser.add_argument(
+        "--dilation-cycle",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="dilation of block i is the i-th of these, cycled (e.g. 1 2 4 8)",
+    )
     parser.add_argument("--seed-start", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--samples-per-epoch", type=int, default=256)
@@ -196,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny grid and data: checks that it runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--append", action="store_true",
-                        help="add these runs (more seeds, other sizes) to the rows already in --out")
+    parser.add_argument(
+        "--append", action="store_true", help="add these runs (more seeds, other sizes) to the rows already in --out"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.depths, args.widths, args.epochs, args.samples_per_epoch = [1, 2], [8, 16], 3, 64

@@ -76,9 +76,7 @@ class ChannelPlan:
 # ---------------------------------------------------------------------------------------------- channels
 
 
-def plan_channels(
-    recording: Recording, params: PreprocessParams, channels: list[str] | None = None
-) -> ChannelPlan:
+def plan_channels(recording: Recording, params: PreprocessParams, channels: list[str] | None = None) -> ChannelPlan:
     """Pick data channels (or the requested ones), drop flat/NaN ones with a warning, build the montage."""
     if channels:
         unknown = [c for c in channels if c not in recording.ch_names]
@@ -255,9 +253,7 @@ class Resampling:
         return (n_in // self.q) * self.up // self.down
 
 
-def preprocess_stream(
-    recording: Recording, plan: ChannelPlan, params: PreprocessParams
-) -> Iterator[np.ndarray]:
+def preprocess_stream(recording: Recording, plan: ChannelPlan, params: PreprocessParams) -> Iterator[np.ndarray]:
     """Yield consecutive float32 microvolt blocks ``[n_derivations, n]`` of the preprocessed recording.
 
     BLAS runs on one thread meanwhile: the other core reads ahead (more BLAS threads only contend with it).

@@ -595,25 +595,36 @@ def connect_webhook(
             )  # fmt: skip
 
 
-def delete_predictions(client: LabelStudio, project_id: int, model_version: str) -> int:
-    """Delete every prediction of ``model_version`` in the project, one request each; returns how many.
+def prediction_ids(client: LabelStudio, project_id: int, model_versions: set[str]) -> list[int]:
+    """The ids of the project's predictions of ``model_versions``."""
+    with _api(client, f"listing the predictions of project {project_id}"):
+        return [int(p.id) for p in client.predictions.list(project=project_id) if p.model_version in model_versions]
+
+
+def prediction_ids_of_tasks(client: LabelStudio, task_ids: Sequence[int], model_versions: set[str]) -> list[int]:
+    """The ids of the predictions of ``model_versions`` on ``task_ids`` (one request per task)."""
+    ids = []
+    with _api(client, f"listing the predictions of {len(task_ids)} tasks"):
+        for task_id in task_ids:
+            ids += [int(p.id) for p in client.predictions.list(task=int(task_id)) if p.model_version in model_versions]
+    return ids
+
+
+def delete_prediction_ids(client: LabelStudio, ids: Sequence[int]) -> None:
+    """Delete predictions, one request each; one already gone is skipped.
 
     Label Studio's own ``DELETE /api/projects/{id}/model-versions/`` deletes a version in one transaction that
     updates each task's counters one by one (15-20 ms a prediction here): in a large project it held SQLite's write
     lock for minutes, and the labeling stream of every clinician waited (51 s measured for 2,000 predictions).
-    Single deletions hold it for one prediction at a time. A prediction already gone is skipped.
+    Single deletions hold it for one prediction at a time.
     """
-    what = f"deleting the predictions of {model_version!r} in project {project_id}"
-    with _api(client, what):
-        ids = [p.id for p in client.predictions.list(project=project_id) if p.model_version == model_version]
-    with _api(client, what):
+    with _api(client, f"deleting {len(ids)} predictions"):
         for prediction_id in ids:
             try:
                 client.predictions.delete(id=int(prediction_id))
             except ApiError as exc:
                 if exc.status_code != 404:
                     raise
-    return len(ids)
 
 
 def delete_project(client: LabelStudio, project_id: int) -> None:

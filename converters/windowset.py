@@ -146,9 +146,7 @@ def load_windowset(path: str | os.PathLike) -> WindowSet:
     missing = [key for key in ("X", "y", "sfreq") if key not in arrays]
     if missing:
         raise ValueError(f"{path}: window set lacks {', '.join(missing)}")
-    return WindowSet(
-        arrays["X"], arrays["y"], float(arrays["sfreq"]), arrays.get("groups"), arrays.get("y_dense")
-    )
+    return WindowSet(arrays["X"], arrays["y"], float(arrays["sfreq"]), arrays.get("groups"), arrays.get("y_dense"))
 
 
 def _epileptiform_intervals(annotations: Sequence[Annotation]) -> np.ndarray:
@@ -348,8 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws = synthetic_windowset(tuple(args.patients), args.minutes, args.window, args.stride, out=args.out)
     else:
         ws = export_windowset(args.stores, args.out)
-    print(f"{args.out}: {len(ws)} windows ({int((ws.y >= 0.5).sum())} positive), {ws.X.shape[1]} channels, "
-          f"{ws.X.shape[2]} samples at {ws.sfreq:g} Hz")
+    print(
+        f"{args.out}: {len(ws)} windows ({int((ws.y >= 0.5).sum())} positive), {ws.X.shape[1]} channels, "
+        f"{ws.X.shape[2]} samples at {ws.sfreq:g} Hz"
+    )
     return 0
 
 

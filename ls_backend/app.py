@@ -69,8 +69,10 @@ def create_app(settings: Settings, engine: Engine, queue: RetrainQueue | None = 
             if hmac.compare_digest(given, settings.webhook_secret):
                 return None
         auth = request.authorization
-        if auth and hmac.compare_digest(auth.username or "", settings.basic_auth_user) and hmac.compare_digest(
-            auth.password or "", settings.basic_auth_pass
+        if (
+            auth
+            and hmac.compare_digest(auth.username or "", settings.basic_auth_user)
+            and hmac.compare_digest(auth.password or "", settings.basic_auth_pass)
         ):
             return None
         stats["unauthorized"] += 1

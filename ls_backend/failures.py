@@ -39,8 +39,9 @@ def record_failure(project_dir: Path, err: BaseException, now: float | None = No
     """Count one more failure (the first one's time is kept)."""
     now = time.time() if now is None else now
     before = load_failure(project_dir)
-    failure = RetrainFailure(before.since if before else now, now, (before.attempts if before else 0) + 1,
-                             reason_of(err))
+    failure = RetrainFailure(
+        before.since if before else now, now, (before.attempts if before else 0) + 1, reason_of(err)
+    )
     write_json_atomic(project_dir / FILE, asdict(failure))
     return failure
 

@@ -12,18 +12,17 @@ workers call :meth:`RetrainQueue.run_when_due`: the markers stay the record of w
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .project_state import ProjectState, project_key, project_keys, write_json_atomic
+from .project_state import ProjectState, file_lock, project_key, project_keys, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -176,16 +175,8 @@ class RetrainQueue:
         logger.warning("project %s: unreadable retraining marker, queued again", key)
         return {"generation": 1, "not_before": 0, "reasons": {"recovered": 1}}
 
-    @contextmanager
-    def _locked(self, key: str, name: str, blocking: bool = True) -> Iterator[None]:
-        path = ProjectState(self.model_dir, key).lock(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self, key: str, name: str, blocking: bool = True) -> AbstractContextManager[None]:
+        return file_lock(ProjectState(self.model_dir, key).lock(name), blocking)
 
 
 def _is_marker(marker: object) -> bool:

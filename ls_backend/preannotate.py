@@ -49,8 +49,14 @@ def model_pre_annotations(
     ``model.predict_all`` on them (``out``); region ids start with the task id."""
     return [
         pre_annotation(
-            out["dense"][k], out["channel"][k], float(out["proba"][k]), windows.ch_names[k],
-            float(windows.onset_seconds[k]), model.sfreq, model.threshold, f"t{task_id}-",
+            out["dense"][k],
+            out["channel"][k],
+            float(out["proba"][k]),
+            windows.ch_names[k],
+            float(windows.onset_seconds[k]),
+            model.sfreq,
+            model.threshold,
+            f"t{task_id}-",
         )
         for k, task_id in enumerate(task_ids)
     ]

@@ -6,10 +6,14 @@ Layout (every JSON file is replaced atomically: a reader sees the old file or th
     current.json               {"version"}: the model that serves
     history.json               {"versions": [...]}: every promoted model's metadata, oldest first
     ranking.json               the live ranking: {"version", "previous_version", "windows": {window_id: [score,
-                               cluster]}} (scores of the last pushed ranking, which /predict answers)
+                               cluster]}} (scores of the last pushed ranking, which /predict answers), "heads":
+                               {version: [task ids given a prediction in Label Studio]} of both versions}
     last_run.json              the last retraining run (result, seconds per stage)
     task_index.json            {"tasks": {task id: {"window_id", "store"}}}: which window each task shows
     retrain.json               the queued retraining (ls_backend.jobs), with .marker.lock and .run.lock
+    ranking_due                present while a retraining is on its way to a live ranking (ls_backend.retrain)
+    stale_rankings.json        {"versions": [...]}: rankings whose predictions are still to be deleted
+                               (ls_backend.cleanup)
     budget*.json               the label budget, its status and the budget-spent mark (ls_backend.budget)
 
 Versions: a promoted model is ``p<project>-v0001``, ``p<project>-v0002`` ...; a new ranking by a kept model adds
@@ -19,11 +23,14 @@ ranking is ``cold-start``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +64,19 @@ def write_json_atomic(path: Path, content: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(content))
     os.replace(tmp, path)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) between processes and threads; BlockingIOError when not ``blocking``
+    and held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_json(path: Path) -> dict | None:
@@ -143,8 +163,23 @@ class ProjectState:
     def retrain_marker(self) -> Path:
         return self.dir / "retrain.json"
 
+    @property
+    def stale_rankings(self) -> Path:
+        return self.dir / "stale_rankings.json"
+
+    @property
+    def ranking_due(self) -> Path:
+        return self.dir / "ranking_due"
+
+    def ranking_due_since(self) -> float:
+        """When the retraining now on its way to a live ranking started (0.0 when none is)."""
+        try:
+            return self.ranking_due.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
     def lock(self, name: str) -> Path:
-        """The lock file ``name`` (``marker``, ``run``) of the retraining queue."""
+        """The lock file ``name`` (``marker``, ``run`` of the retraining queue, ``stale``)."""
         return self.dir / f".{name}.lock"
 
     def checkpoint(self, version: str) -> Path:
@@ -158,5 +193,13 @@ class ProjectState:
         """The last pushed ranking (``version``, ``previous_version``, ``windows``); {} before the first."""
         return read_json(self.ranking) or {}
 
-    def write_ranking(self, version: str, previous_version: str | None, windows: dict[str, list]) -> None:
-        write_json_atomic(self.ranking, {"version": version, "previous_version": previous_version, "windows": windows})
+    def write_ranking(
+        self,
+        version: str,
+        previous_version: str | None,
+        windows: dict[str, list],
+        heads: dict[str, list[int] | None] | None = None,
+    ) -> None:
+        """``heads``: the tasks given a prediction in Label Studio, per version (the live one and the previous)."""
+        ranking = {"version": version, "previous_version": previous_version, "windows": windows}
+        write_json_atomic(self.ranking, ranking | ({"heads": heads} if heads is not None else {}))

@@ -23,7 +23,7 @@ import numpy as np
 
 from converters import studio
 
-from . import budget
+from . import budget, cleanup
 from .active.ranking import ranking_predictions
 from .config import Settings
 from .failures import clear_failure, record_failure
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 PUSH_BATCH = 500
 PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
-WRITTEN_TASKS = 5000  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
+WRITTEN_TASKS = 1000  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
 RANKING_BATCH = 10  # windows chosen jointly (no near-duplicates among them): what a clinician labels between runs
 PLAN = Plan()  # how a retraining trains (epochs, validation, pseudo-labels): the replay benchmark's default too
 
@@ -82,8 +82,9 @@ class Stages(dict):
 
 def retraining_job(settings: Settings, registry: ModelRegistry | None = None) -> Callable[[str], RetrainResult]:
     """The retraining queue's job: :func:`retrain_project` with these settings (the registry's models stay loaded
-    between runs)."""
+    between runs); old rankings a stopped process left are deleted in the background."""
     registry = registry or ModelRegistry(settings.model_dir)
+    cleanup.resume(settings)
     return partial(retrain_project, settings, registry=registry)
 
 
@@ -115,6 +116,17 @@ def retrain_project(
 
 def _run(settings: Settings, registry: ModelRegistry, state: ProjectState, client: Any, strategy: str) -> RetrainResult:
     client = client or studio.connect(settings.label_studio_url, settings.label_studio_api_key)
+    state.dir.mkdir(parents=True, exist_ok=True)
+    state.ranking_due.touch()  # old rankings' deletion waits until this run's ranking is live (ls_backend.cleanup)
+    try:
+        return _run_due(settings, registry, state, client, strategy)
+    finally:
+        state.ranking_due.unlink(missing_ok=True)
+
+
+def _run_due(
+    settings: Settings, registry: ModelRegistry, state: ProjectState, client: Any, strategy: str
+) -> RetrainResult:
     stages = Stages()
     with stages("task_index"):
         index = cached_task_index(client, state)
@@ -219,9 +231,9 @@ def push_ranking(
     its uncertainty sampling serves only tasks with a prediction of the live version, far more than a clinician labels
     before the next ranking, and a task opened outside the head is pre-annotated on demand (Label Studio asks
     ``/predict`` for a task without predictions). Writing, and later deleting, 100,000 predictions per ranking would
-    cost Label Studio minutes each time. The predictions of the version before the previous one are then deleted:
-    the previous version's stay, because a clinician may have a task open with its pre-annotation, and Label Studio
-    refuses to save an annotation whose parent prediction is gone (400).
+    cost Label Studio minutes each time. The predictions of the version before the previous one are then deleted in
+    the background (:mod:`ls_backend.cleanup`): the previous version's stay, because a clinician may have a task open
+    with its pre-annotation, and Label Studio refuses to save an annotation whose parent prediction is gone (400).
     """
     stages = Stages() if stages is None else stages
     project = state.key
@@ -232,6 +244,8 @@ def push_ranking(
     known = set() if labeled is None else labeled.id_set()
     parts = priority_parts([t for t in index if t not in known], index, previous.get("windows", {}))
     windows: dict[str, list] = {}
+    head: list[int] = []  # the tasks given a prediction of this version in Label Studio
+    heads = {previous["version"]: previous.get("heads", {}).get(previous["version"])} if previous else {}
     live = False
     try:
         for k, part in enumerate(parts):
@@ -247,21 +261,23 @@ def push_ranking(
                 for first in range(0, len(written), PUSH_BATCH):
                     batch = written[first : first + PUSH_BATCH]
                     client.projects.import_predictions(id=int(project), request=batch)
+                    head += [p["task"] for p in batch]
                 windows |= {index[p["task"]].window_id: [p["score"], p["cluster"]] for p in predictions}
-                state.write_ranking(version, previous.get("version"), windows)
+                state.write_ranking(version, previous.get("version"), windows, heads | {version: head})
                 if k == 0:
                     client.projects.update(id=int(project), model_version=version, sampling=studio.SAMPLING)
                     stages.mark("live")
                     live = True
+                    state.ranking_due.unlink(missing_ok=True)
                     logger.info("project %s: ranking of %d tasks live as %s", project, len(part), version)
     except Exception:
         if not live:  # never went live: the previous ranking stays, and this one's predictions would pile up
             if previous:
                 write_json_atomic(state.ranking, previous)
-            _delete_old_ranking(client, state, version, {previous.get("version")})
+            _retire(settings, state, {version: head})
         raise
-    with stages("cleanup"):
-        _delete_old_ranking(client, state, previous.get("previous_version"), {version, previous.get("version")})
+    old = previous.get("previous_version")
+    _retire(settings, state, {old: previous.get("heads", {}).get(old)})
     return sum(len(part) for part in parts)
 
 
@@ -318,10 +334,7 @@ class PoolTasks:
         self.results.extend(model_pre_annotations(self.model, out, windows, batch))
 
 
-def _delete_old_ranking(client: Any, state: ProjectState, old: str | None, kept: set[str | None]) -> None:
-    """An old ranking's predictions, once a newer one is live (each run would otherwise add one per task)."""
-    if old is not None and old not in kept and state.owns_version(old):
-        try:
-            studio.delete_predictions(client, int(state.key), old)
-        except studio.StudioError as err:  # the new ranking is live: only the database keeps more rows
-            logger.warning("project %s: %s", state.key, err)
+def _retire(settings: Settings, state: ProjectState, versions: dict[str | None, list[int] | None]) -> None:
+    """Old rankings' predictions are deleted in the background (each run would otherwise add a head of them)."""
+    cleanup.retire(state, versions)
+    cleanup.CLEANER.submit(settings, state)

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 QUEUE_NAME = "spike-al-retrain"
 DETECT_QUEUE_NAME = "spike-al-detect"  # python -m ls_backend.detect --queue: one job per recording
 JOB_TIMEOUT_SECONDS = 6 * 3600  # a retraining of a large project on CPU; RQ kills a job past it
+BURST_CLEANUP_SECONDS = 3600.0  # how long a --burst worker waits for old rankings to be deleted before it exits
 _PENDING_KEY = "spike-al:retrain-queued:{}"
 _PENDING_TTL_SECONDS = 24 * 3600  # a queued flag outlives no lost job by more than this
 
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     later = [Queue(name, connection=dispatcher.redis) for name in (DETECT_QUEUE_NAME, CONVERT_QUEUE_NAME)]
     worker = SimpleWorker([dispatcher.queue, *later], connection=dispatcher.redis)  # retrainings first: awaited
     worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level=settings.log_level)
+    if args.burst:  # the old rankings this worker retired are deleted before it exits
+        from .cleanup import CLEANER
+
+        CLEANER.wait_idle(BURST_CLEANUP_SECONDS)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Pushing rankings to the real Label Studio: a large project in two parts, old predictions deleted, and a failure
-at any point (an import that fails mid-push, a worker killed mid-run) leaves the previous model and ranking serving."""
+"""Pushing rankings to the real Label Studio: a large project in two parts, old predictions deleted in the
+background, and a failure at any point (an import that fails mid-push, a worker killed mid-run) leaves the previous
+model and ranking serving."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from converters.labelconfig import window_result
 from converters.synthetic import PATIENTS, write_bids
 from converters.tasks import EVENTS_MODEL_VERSION
 from converters.windows import StoreWriter, window_ids
+from ls_backend import cleanup
 from ls_backend.config import Settings
 from ls_backend.engine import SpikeEngine
 from ls_backend.jobs import RetrainQueue
@@ -143,10 +145,14 @@ def test_a_third_ranking_deletes_the_first_and_keeps_the_previous(label_studio, 
         versions = [f"p{project_id}-v{n:04d}" for n in (1, 2, 3)]
         for version in versions:
             push(engine, studio_client, project_id, version, index)
+        assert cleanup.CLEANER.wait_idle(BACKGROUND_WAIT_SECONDS)  # deleted in the background, after the run
+        assert cleanup.stale_versions(engine.registry.state(project_id)) == []
         counts = predictions_per_task(studio_client, project_id)
         assert set(counts) == set(versions[1:])  # the oldest one's predictions are gone
         assert counts[versions[1]] == counts[versions[2]] == Counter(dict.fromkeys(index, 1))
         assert studio_client.projects.get(project_id).model_version == versions[2]
+        heads = json.loads(engine.registry.state(project_id).ranking.read_text())["heads"]  # the next to delete
+        assert sorted(heads) == versions[1:] and all(sorted(heads[v]) == sorted(index) for v in heads)
     finally:
         studio.delete_project(studio_client, project_id)
 
@@ -196,7 +202,8 @@ def assert_still_serving(client, engine: SpikeEngine, project_id: int, version: 
 
 def assert_ranked_once(client, project_id: int, version: str, kept: str) -> None:
     """Every unlabeled task has one prediction of the live ``version``; besides, only ``kept``'s (and the recording's
-    events, imported as predictions) remain."""
+    events, imported as predictions) remain, once the old rankings' background deletion is done."""
+    assert cleanup.CLEANER.wait_idle(BACKGROUND_WAIT_SECONDS)
     tasks = list(client.tasks.list(project=project_id, fields="task_only", include="id,total_annotations"))
     unlabeled = {t.id for t in tasks if not t.total_annotations}
     counts = predictions_per_task(client, project_id)

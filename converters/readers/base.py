@@ -47,9 +47,7 @@ class Recording(ABC):
         if not self.ch_types:
             self.ch_types = ["eeg"] * len(self.ch_names)
         if len(self.ch_types) != len(self.ch_names):
-            raise RecordingError(
-                f"{self.path}: {len(self.ch_types)} channel types for {len(self.ch_names)} channels"
-            )
+            raise RecordingError(f"{self.path}: {len(self.ch_types)} channel types for {len(self.ch_names)} channels")
         if self.sfreq <= 0:
             raise RecordingError(f"{self.path}: sampling rate must be positive, got {self.sfreq}")
 
@@ -64,9 +62,7 @@ class Recording(ABC):
     def read(self, start: int, stop: int, picks: Sequence[int] | None = None) -> np.ndarray:
         """Samples ``start:stop`` of channels ``picks`` (all when None) as float32 microvolts."""
         if not 0 <= start <= stop <= self.n_times:
-            raise RecordingError(
-                f"{self.path}: cannot read samples {start}:{stop}, the recording has {self.n_times}"
-            )
+            raise RecordingError(f"{self.path}: cannot read samples {start}:{stop}, the recording has {self.n_times}")
         picks = list(range(self.n_chans)) if picks is None else list(picks)
         data = self._read(start, stop, picks)
         return np.asarray(data, dtype=np.float32).reshape(len(picks), stop - start)

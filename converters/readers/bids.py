@@ -160,9 +160,7 @@ def _apply_channels(rec: Recording, rows: list[dict[str, str | None]]) -> None:
             bads.append(name)
     rec.bads = bads
     if unmatched:
-        logger.warning(
-            "%s: %d channel(s) not in channels.tsv: %s", rec.path.name, len(unmatched), ", ".join(unmatched)
-        )
+        logger.warning("%s: %d channel(s) not in channels.tsv: %s", rec.path.name, len(unmatched), ", ".join(unmatched))
 
 
 def _events(rows: list[dict[str, str | None]]) -> list[Annotation]:

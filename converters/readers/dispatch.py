@@ -110,8 +110,7 @@ def _read(
         path, ext = header, extension(header)
     if ext not in SUPPORTED_EXTENSIONS and not _is_directory_recording(path):
         raise RecordingError(
-            f"{path}: unsupported file extension {ext or '(none)'!r} "
-            f"(supported: {', '.join(SUPPORTED_EXTENSIONS)})"
+            f"{path}: unsupported file extension {ext or '(none)'!r} (supported: {', '.join(SUPPORTED_EXTENSIONS)})"
         )
     if path.is_file() and path.stat().st_size == 0:
         raise RecordingError(f"{path}: the file is empty")

@@ -46,9 +46,7 @@ def read_eeglab(path: Path, *, sfreq: float | None = None, ch_names: Sequence[st
         raise
 
 
-def _eeglab(
-    path: Path, f: h5py.File, *, sfreq: float | None, ch_names: Sequence[str] | None
-) -> ArrayRecording:
+def _eeglab(path: Path, f: h5py.File, *, sfreq: float | None, ch_names: Sequence[str] | None) -> ArrayRecording:
     eeg = f["EEG"]
     n_chans = int(positive_scalar(eeg["nbchan"][()]) or 0)
     rate = sfreq or positive_scalar(eeg["srate"][()])

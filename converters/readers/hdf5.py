@@ -139,7 +139,6 @@ def _datasets(f: h5py.File) -> list[tuple[str, h5py.Dataset]]:
     return sorted(found, key=lambda item: item[0].count("/"))
 
 
-
 def _find_sfreq(f: h5py.File, ds: h5py.Dataset) -> float | None:
     """Sampling rate from attributes (dataset, its groups, the file), then from scalar datasets."""
     obj: Any = ds
@@ -158,7 +157,6 @@ def _find_sfreq(f: h5py.File, ds: h5py.Dataset) -> float | None:
             if rate:
                 return rate
     return None
-
 
 
 def _name_candidates(f: h5py.File, ds: h5py.Dataset) -> Iterator[list[str]]:

@@ -45,9 +45,7 @@ def read_mat(
         raise RecordingError(f"{path}: not a readable MATLAB file ({exc})") from exc
     logger.info("%s: MATLAB file older than v7.3, loaded in memory", path)
     flat = dict(_flatten(content))
-    arrays = {
-        k: v for k, v in flat.items() if isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "iuf"
-    }
+    arrays = {k: v for k, v in flat.items() if isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "iuf"}
     if dataset is not None and dataset not in arrays:
         raise RecordingError(f"{path}: variable {dataset!r} is not a 2-D numeric array ({', '.join(arrays)})")
     if not arrays:

@@ -77,8 +77,9 @@ class EdfWriter:
     writes EDF+C/BDF+C. Samples outside the physical range are clipped and counted in ``clipped``.
     """
 
-    def __init__(self, path: str | Path, spec: EdfSpec, n_records: int,
-                 annotations: Sequence[EdfAnnotation] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, spec: EdfSpec, n_records: int, annotations: Sequence[EdfAnnotation] | None = None
+    ) -> None:
         if n_records < 0:
             raise ValueError(f"{path}: n_records must be >= 0, got {n_records}")
         self.path, self.spec, self.n_records = Path(path), spec, n_records
@@ -101,8 +102,9 @@ class EdfWriter:
         spec = self.spec
         n_chans, spr = len(spec.labels), spec.samples_per_record
         if chunk.ndim != 2 or chunk.shape[0] != n_chans or chunk.shape[1] % spr:
-            raise ValueError(f"{self.path}: a chunk must be [{n_chans}, a multiple of {spr}] samples, "
-                             f"got {list(chunk.shape)}")
+            raise ValueError(
+                f"{self.path}: a chunk must be [{n_chans}, a multiple of {spr}] samples, got {list(chunk.shape)}"
+            )
         n_rec = chunk.shape[1] // spr
         if self._written + n_rec > self.n_records:
             raise ValueError(f"{self.path}: more than the {self.n_records} records the header announces")
@@ -114,8 +116,8 @@ class EdfWriter:
             buf[:, :data_bytes] = digital.view(np.uint8).reshape(n_rec, -1, 4)[:, :, :3].reshape(n_rec, -1)
         else:
             self._quantise(chunk, buf[:, :data_bytes].view("<i2").reshape(n_rec, n_chans, spr))
-        for i, tal in enumerate(self._tals[self._written:self._written + n_rec]):
-            buf[i, data_bytes:data_bytes + len(tal)] = np.frombuffer(tal, np.uint8)
+        for i, tal in enumerate(self._tals[self._written : self._written + n_rec]):
+            buf[i, data_bytes : data_bytes + len(tal)] = np.frombuffer(tal, np.uint8)
         buf.tofile(self._file)
         self._written += n_rec
 
@@ -143,16 +145,18 @@ class EdfWriter:
     def __enter__(self) -> EdfWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
             self._file.close()
 
 
-def write_edf_array(path: str | Path, data: np.ndarray, spec: EdfSpec,
-                    annotations: Sequence[EdfAnnotation] | None = None) -> Path:
+def write_edf_array(
+    path: str | Path, data: np.ndarray, spec: EdfSpec, annotations: Sequence[EdfAnnotation] | None = None
+) -> Path:
     """Write ``data`` [n_chans, n_times] (physical values, whole records) to one EDF/BDF file."""
     spr = spec.samples_per_record
     if data.ndim != 2 or data.shape[1] % spr:
@@ -193,18 +197,20 @@ def _header(spec: EdfSpec, n_records: int, annot_samples: int) -> bytes:
     start = spec.start
     version = b"\xffBIOSEMI" if spec.bdf else _field("0", 8)
     reserved = ("BDF+C" if spec.bdf else "EDF+C") if plus else ("24BIT" if spec.bdf else "")
-    head = b"".join([
-        version,
-        _field(spec.patient, 80),
-        _field(f"Startdate {start.day:02d}-{_MONTHS[start.month - 1]}-{start.year} {spec.recording}", 80),
-        _field(start.strftime("%d.%m.%y"), 8),
-        _field(start.strftime("%H.%M.%S"), 8),
-        _field(256 * (signals + 1), 8),
-        _field(reserved, 44),
-        _field(n_records, 8),
-        _field(_edf_number(spec.record_seconds), 8),
-        _field(signals, 4),
-    ])
+    head = b"".join(
+        [
+            version,
+            _field(spec.patient, 80),
+            _field(f"Startdate {start.day:02d}-{_MONTHS[start.month - 1]}-{start.year} {spec.recording}", 80),
+            _field(start.strftime("%d.%m.%y"), 8),
+            _field(start.strftime("%H.%M.%S"), 8),
+            _field(256 * (signals + 1), 8),
+            _field(reserved, 44),
+            _field(n_records, 8),
+            _field(_edf_number(spec.record_seconds), 8),
+            _field(signals, 4),
+        ]
+    )
     annot = ["BDF Annotations" if spec.bdf else "EDF Annotations"] * plus
     columns: list[tuple[Sequence[object], int]] = [
         ([*spec.labels, *annot], 16),

@@ -87,8 +87,9 @@ def plan_events(profile: PatientProfile, duration_seconds: float) -> list[EventP
     return plans
 
 
-def _poisson_times(seed: int, kind: str, rate_per_minute: float, duration_seconds: float,
-                   dead_seconds: float) -> list[float]:
+def _poisson_times(
+    seed: int, kind: str, rate_per_minute: float, duration_seconds: float, dead_seconds: float
+) -> list[float]:
     """Event times of a Poisson process with a dead time; a longer duration extends the list."""
     if rate_per_minute <= 0:
         return []
@@ -139,8 +140,9 @@ def _spike_channels(profile: PatientProfile) -> tuple[list[int], list[float], li
     channels, gains, delays = [], [], []
     sites = [(spread.focus_shaft, spread.focus_contact, 1.0, 0.0)]
     if spread.secondary_shaft is not None:
-        sites.append((spread.secondary_shaft, spread.secondary_contact, spread.secondary_gain,
-                      spread.secondary_delay_seconds))
+        sites.append(
+            (spread.secondary_shaft, spread.secondary_contact, spread.secondary_gain, spread.secondary_delay_seconds)
+        )
     layout = profile.layout
     for shaft, contact, gain, delay in sites:
         for d in sorted(range(-spread.n_adjacent, spread.n_adjacent + 1), key=lambda d: (abs(d), d)):
@@ -165,9 +167,18 @@ def _plan_spike(profile: PatientProfile, kind: str, index: int, t: float) -> Eve
     delays = [d + float(rng.uniform(0, 0.0005)) * (d > 0) for d in delays]
     before = min(t0 - 3 * sl for t0, _, sl, _ in comps)
     after = max(t0 + 3 * sr for t0, _, _, sr in comps)
-    return EventPlan(index=index, kind=kind, start_seconds=t + before, end_seconds=t + after + max(delays),
-                 peak_seconds=t, amplitude_uv=amplitude, channels=tuple(channels), gains=tuple(gains),
-                 delays_seconds=tuple(delays), components=comps)
+    return EventPlan(
+        index=index,
+        kind=kind,
+        start_seconds=t + before,
+        end_seconds=t + after + max(delays),
+        peak_seconds=t,
+        amplitude_uv=amplitude,
+        channels=tuple(channels),
+        gains=tuple(gains),
+        delays_seconds=tuple(delays),
+        components=comps,
+    )
 
 
 def _plan_pop(profile: PatientProfile, kind: str, index: int, t: float) -> EventPlan:
@@ -179,9 +190,18 @@ def _plan_pop(profile: PatientProfile, kind: str, index: int, t: float) -> Event
     amplitude = profile.artifacts.pop_amplitude_uv * _amplitude_jitter(rng) * float(rng.choice([-1, 1]))
     rise = _pop_rise_seconds(profile.sfreq)
     peak = rise * math.log1p(tau / rise)
-    return EventPlan(index=index, kind=kind, start_seconds=t, end_seconds=t + 5 * tau, peak_seconds=t + peak,
-                 amplitude_uv=abs(amplitude), channels=(channel,), gains=(amplitude,), delays_seconds=(0.0,),
-                 tau_seconds=tau)
+    return EventPlan(
+        index=index,
+        kind=kind,
+        start_seconds=t,
+        end_seconds=t + 5 * tau,
+        peak_seconds=t + peak,
+        amplitude_uv=abs(amplitude),
+        channels=(channel,),
+        gains=(amplitude,),
+        delays_seconds=(0.0,),
+        tau_seconds=tau,
+    )
 
 
 def _pop_rise_seconds(sfreq: float) -> float:
@@ -200,10 +220,18 @@ def _plan_muscle(profile: PatientProfile, kind: str, index: int, t: float) -> Ev
     gains = tuple(0.8**i for i in range(len(channels)))
     duration = art.muscle_duration_seconds * float(rng.uniform(0.5, 1.5))
     amplitude = art.muscle_amplitude_uv * _amplitude_jitter(rng)
-    return EventPlan(index=index, kind=kind, start_seconds=t, end_seconds=t + duration,
-                 peak_seconds=t + duration / 2, amplitude_uv=amplitude, channels=channels, gains=gains,
-                 delays_seconds=(0.0,) * len(channels), seed=(profile.seed, EVENT_STREAMS[kind], index + 1, 7))
-
+    return EventPlan(
+        index=index,
+        kind=kind,
+        start_seconds=t,
+        end_seconds=t + duration,
+        peak_seconds=t + duration / 2,
+        amplitude_uv=amplitude,
+        channels=channels,
+        gains=gains,
+        delays_seconds=(0.0,) * len(channels),
+        seed=(profile.seed, EVENT_STREAMS[kind], index + 1, 7),
+    )
 
 
 @dataclass
@@ -261,6 +289,7 @@ def _render_muscle(plan: EventPlan, sfreq: float) -> RenderedEvent:
     noise /= np.maximum(noise.std(axis=-1, keepdims=True), 1e-12)
     mixed = 0.7 * noise[:1] + 0.714 * noise[1:]  # ~50 % shared variance between channels
     envelope = signal.windows.tukey(n, 0.4)
-    rows = [(plan.amplitude_uv * g * envelope * row).astype(np.float32) for g, row in zip(plan.gains, mixed,
-                                                                                          strict=True)]
+    rows = [
+        (plan.amplitude_uv * g * envelope * row).astype(np.float32) for g, row in zip(plan.gains, mixed, strict=True)
+    ]
     return RenderedEvent(plan.channels, [start] * len(rows), rows, stop)

@@ -133,7 +133,6 @@ class PatientProfile:
         return dataclasses.replace(self, **changes)
 
 
-
 PATIENTS: dict[str, PatientProfile] = {
     "A": PatientProfile(
         name="A",
@@ -144,8 +143,14 @@ PATIENTS: dict[str, PatientProfile] = {
         spike_rate_per_minute=6.0,
         spread=SpikeSpread(focus_shaft="B'", focus_contact=2, n_adjacent=2, decay_per_contact=0.55),
         background=Background(amplitude_uv=25.0, exponent=2.0, white_noise_uv=1.5),
-        artifacts=Artifacts(pop_rate_per_minute=0.3, pop_amplitude_uv=600.0, pop_channels=("C9",),
-                            muscle_rate_per_minute=0.5, muscle_amplitude_uv=25.0, muscle_shafts=("C",)),
+        artifacts=Artifacts(
+            pop_rate_per_minute=0.3,
+            pop_amplitude_uv=600.0,
+            pop_channels=("C9",),
+            muscle_rate_per_minute=0.5,
+            muscle_amplitude_uv=25.0,
+            muscle_shafts=("C",),
+        ),
         spike_polarity=-1,
         line_freq_hz=50.0,
         line_noise_uv=5.0,
@@ -158,14 +163,30 @@ PATIENTS: dict[str, PatientProfile] = {
         morphology="sharp_wave",
         spike_amplitude_uv=130.0,
         spike_rate_per_minute=2.0,
-        spread=SpikeSpread(focus_shaft="H", focus_contact=3, n_adjacent=4, decay_per_contact=0.8,
-                           delay_seconds_per_contact=0.005, secondary_shaft="T", secondary_contact=2,
-                           secondary_gain=0.45, secondary_delay_seconds=0.025),
-        background=Background(amplitude_uv=35.0, exponent=1.8, rhythm_hz=9.5, rhythm_uv=15.0,
-                              white_noise_uv=2.0, shaft_correlation=0.8),
-        artifacts=Artifacts(pop_rate_per_minute=1.0, pop_amplitude_uv=400.0, pop_tau_seconds=0.1,
-                            muscle_rate_per_minute=2.0, muscle_amplitude_uv=40.0, muscle_n_channels=3,
-                            muscle_duration_seconds=1.5, muscle_shafts=("T",)),
+        spread=SpikeSpread(
+            focus_shaft="H",
+            focus_contact=3,
+            n_adjacent=4,
+            decay_per_contact=0.8,
+            delay_seconds_per_contact=0.005,
+            secondary_shaft="T",
+            secondary_contact=2,
+            secondary_gain=0.45,
+            secondary_delay_seconds=0.025,
+        ),
+        background=Background(
+            amplitude_uv=35.0, exponent=1.8, rhythm_hz=9.5, rhythm_uv=15.0, white_noise_uv=2.0, shaft_correlation=0.8
+        ),
+        artifacts=Artifacts(
+            pop_rate_per_minute=1.0,
+            pop_amplitude_uv=400.0,
+            pop_tau_seconds=0.1,
+            muscle_rate_per_minute=2.0,
+            muscle_amplitude_uv=40.0,
+            muscle_n_channels=3,
+            muscle_duration_seconds=1.5,
+            muscle_shafts=("T",),
+        ),
         spike_polarity=1,
         line_freq_hz=60.0,
         line_noise_uv=12.0,
@@ -178,11 +199,23 @@ PATIENTS: dict[str, PatientProfile] = {
         morphology="spike_wave",
         spike_amplitude_uv=300.0,
         spike_rate_per_minute=12.0,
-        spread=SpikeSpread(focus_shaft="Hp'", focus_contact=2, n_adjacent=1, decay_per_contact=0.4,
-                           delay_seconds_per_contact=0.001, phase_reversal=True),
+        spread=SpikeSpread(
+            focus_shaft="Hp'",
+            focus_contact=2,
+            n_adjacent=1,
+            decay_per_contact=0.4,
+            delay_seconds_per_contact=0.001,
+            phase_reversal=True,
+        ),
         background=Background(amplitude_uv=20.0, exponent=2.4, white_noise_uv=1.0, shaft_correlation=0.6),
-        artifacts=Artifacts(pop_rate_per_minute=0.1, pop_amplitude_uv=900.0, pop_tau_seconds=0.25,
-                            muscle_rate_per_minute=0.2, muscle_amplitude_uv=20.0, muscle_n_channels=2),
+        artifacts=Artifacts(
+            pop_rate_per_minute=0.1,
+            pop_amplitude_uv=900.0,
+            pop_tau_seconds=0.25,
+            muscle_rate_per_minute=0.2,
+            muscle_amplitude_uv=20.0,
+            muscle_n_channels=2,
+        ),
         spike_polarity=-1,
         line_freq_hz=50.0,
         line_noise_uv=2.0,
@@ -195,14 +228,29 @@ PATIENTS: dict[str, PatientProfile] = {
         morphology="polyspike",
         spike_amplitude_uv=220.0,
         spike_rate_per_minute=4.0,
-        spread=SpikeSpread(focus_shaft="X", focus_contact=6, n_adjacent=3, decay_per_contact=0.65,
-                           delay_seconds_per_contact=0.003, secondary_shaft="Y'", secondary_contact=4,
-                           secondary_gain=0.3, secondary_delay_seconds=0.015),
-        background=Background(amplitude_uv=40.0, exponent=1.7, rhythm_hz=11.0, rhythm_uv=10.0,
-                              white_noise_uv=2.5, shaft_correlation=0.75),
-        artifacts=Artifacts(pop_rate_per_minute=0.6, pop_amplitude_uv=800.0, pop_channels=("Y'8", "X12"),
-                            muscle_rate_per_minute=1.0, muscle_amplitude_uv=60.0, muscle_n_channels=5,
-                            muscle_shafts=("X", "Y'")),
+        spread=SpikeSpread(
+            focus_shaft="X",
+            focus_contact=6,
+            n_adjacent=3,
+            decay_per_contact=0.65,
+            delay_seconds_per_contact=0.003,
+            secondary_shaft="Y'",
+            secondary_contact=4,
+            secondary_gain=0.3,
+            secondary_delay_seconds=0.015,
+        ),
+        background=Background(
+            amplitude_uv=40.0, exponent=1.7, rhythm_hz=11.0, rhythm_uv=10.0, white_noise_uv=2.5, shaft_correlation=0.75
+        ),
+        artifacts=Artifacts(
+            pop_rate_per_minute=0.6,
+            pop_amplitude_uv=800.0,
+            pop_channels=("Y'8", "X12"),
+            muscle_rate_per_minute=1.0,
+            muscle_amplitude_uv=60.0,
+            muscle_n_channels=5,
+            muscle_shafts=("X", "Y'"),
+        ),
         spike_polarity=-1,
         line_freq_hz=60.0,
         line_noise_uv=8.0,
@@ -275,8 +323,11 @@ def physical_range_uv(profile: PatientProfile) -> float:
     bg = profile.background
     art = profile.artifacts
     rms = math.hypot(1.3 * bg.amplitude_uv, bg.rhythm_uv, bg.white_noise_uv)
-    events = max(profile.spike_amplitude_uv, art.pop_amplitude_uv if art.pop_rate_per_minute > 0 else 0.0,
-                 4 * art.muscle_amplitude_uv if art.muscle_rate_per_minute > 0 else 0.0)
+    events = max(
+        profile.spike_amplitude_uv,
+        art.pop_amplitude_uv if art.pop_rate_per_minute > 0 else 0.0,
+        4 * art.muscle_amplitude_uv if art.muscle_rate_per_minute > 0 else 0.0,
+    )
     peak = 1.6 * events + 7 * rms + 2 * profile.line_noise_uv
     magnitude = 10 ** math.floor(math.log10(peak))
     return math.ceil(peak / magnitude * 2) / 2 * magnitude

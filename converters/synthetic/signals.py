@@ -88,7 +88,7 @@ def _shaft_mixing(profile: PatientProfile) -> np.ndarray:
     for _, n in profile.shafts:
         idx = np.arange(n)
         cov = rho ** np.abs(idx[:, None] - idx[None, :])
-        mix[i0:i0 + n, i0:i0 + n] = np.linalg.cholesky(cov + 1e-9 * np.eye(n))
+        mix[i0 : i0 + n, i0 : i0 + n] = np.linalg.cholesky(cov + 1e-9 * np.eye(n))
         i0 += n
     return mix
 
@@ -113,8 +113,9 @@ class _LowRate:
         self.mix = _shaft_mixing(profile).astype(np.float32)
         self.bg_gain = (bg.amplitude_uv * rng.uniform(0.7, 1.3, self.n_chans)).astype(np.float32)
         shaft_of = np.repeat(np.arange(self.n_shafts), [n for _, n in profile.shafts])
-        self.rhythm_gain = (bg.rhythm_uv * rng.uniform(0.2, 1.0, self.n_shafts)[shaft_of]
-                            * rng.uniform(0.7, 1.0, self.n_chans)).astype(np.float32)
+        self.rhythm_gain = (
+            bg.rhythm_uv * rng.uniform(0.2, 1.0, self.n_shafts)[shaft_of] * rng.uniform(0.7, 1.0, self.n_chans)
+        ).astype(np.float32)
         self.shaft_of = shaft_of
         self.line_gain = (profile.line_noise_uv * rng.uniform(0.5, 1.5, self.n_chans)).astype(np.float32)
         self.line_phase = float(rng.uniform(0, 2 * np.pi))
@@ -138,23 +139,24 @@ class _LowRate:
         self.zi_rhythm = None if self.rhythm is None else np.zeros((self.rhythm.shape[0], self.n_shafts, 2))
         for _ in range(math.ceil(_WARMUP_SECONDS * self.rate_hz / _LOW_BLOCK)):
             noise = rng.standard_normal((self.n_chans + self.n_shafts, _LOW_BLOCK))
-            _, self.zi_pink = signal.sosfilt(self.pink, noise[:self.n_chans], axis=-1, zi=self.zi_pink)
+            _, self.zi_pink = signal.sosfilt(self.pink, noise[: self.n_chans], axis=-1, zi=self.zi_pink)
             if self.rhythm is not None:
-                _, self.zi_rhythm = signal.sosfilt(self.rhythm, noise[self.n_chans:], axis=-1,
-                                                   zi=self.zi_rhythm)
+                _, self.zi_rhythm = signal.sosfilt(self.rhythm, noise[self.n_chans :], axis=-1, zi=self.zi_rhythm)
 
     def _block(self) -> np.ndarray:
         """The next block of low-rate background (float32 microvolts)."""
         rng = np.random.default_rng([self.profile.seed, STREAM_LOW_RATE, self.next_block])
         j0 = self.next_block * _LOW_BLOCK - 1
         self.next_block += 1
-        pink, self.zi_pink = signal.sosfilt(self.pink, rng.standard_normal((self.n_chans, _LOW_BLOCK)),
-                                            axis=-1, zi=self.zi_pink)
+        pink, self.zi_pink = signal.sosfilt(
+            self.pink, rng.standard_normal((self.n_chans, _LOW_BLOCK)), axis=-1, zi=self.zi_pink
+        )
         out = self.mix @ pink.astype(np.float32)
         out *= self.bg_gain[:, None]
         if self.rhythm is not None:
             rhythm, self.zi_rhythm = signal.sosfilt(
-                self.rhythm, rng.standard_normal((self.n_shafts, _LOW_BLOCK)), axis=-1, zi=self.zi_rhythm)
+                self.rhythm, rng.standard_normal((self.n_shafts, _LOW_BLOCK)), axis=-1, zi=self.zi_rhythm
+            )
             out += self.rhythm_gain[:, None] * rhythm.astype(np.float32)[self.shaft_of]
         out += self.line_gain[:, None] * self._line(j0, _LOW_BLOCK)[None, :]
         return out
@@ -179,21 +181,22 @@ class _LowRate:
             blocks.append(self._block())
             end += _LOW_BLOCK
         buf = np.concatenate(blocks, axis=1) if len(blocks) > 1 else self.buf
-        self.buf = buf[:, j0 - self.buf_start:]
+        self.buf = buf[:, j0 - self.buf_start :]
         self.buf_start = j0
-        return self.buf[:, :j1 - j0]
+        return self.buf[:, : j1 - j0]
 
 
 def _cubic_weights(k: int) -> np.ndarray:
     """Catmull-Rom weights [4, k] for output phases m/k between samples 1 and 2 of 4."""
     t = np.arange(k) / k
-    return np.stack([
-        (-t**3 + 2 * t**2 - t) / 2,
-        (3 * t**3 - 5 * t**2 + 2) / 2,
-        (-3 * t**3 + 4 * t**2 + t) / 2,
-        (t**3 - t**2) / 2,
-    ]).astype(np.float32)
-
+    return np.stack(
+        [
+            (-(t**3) + 2 * t**2 - t) / 2,
+            (3 * t**3 - 5 * t**2 + 2) / 2,
+            (-3 * t**3 + 4 * t**2 + t) / 2,
+            (t**3 - t**2) / 2,
+        ]
+    ).astype(np.float32)
 
 
 class _Generator:
@@ -226,9 +229,9 @@ class _Generator:
         ja, jb = s0 // k, (s1 - 1) // k + 1  # output samples [ja*k, jb*k) cover the chunk
         x = self.low.take(ja - 1, jb + 2)
         m = jb - ja
-        taps = np.stack([x[:, i:i + m] for i in range(4)], axis=-1).reshape(-1, 4)
+        taps = np.stack([x[:, i : i + m] for i in range(4)], axis=-1).reshape(-1, 4)
         full = np.matmul(taps, self.weights).reshape(self.low.n_chans, m * k)
-        return np.ascontiguousarray(full[:, s0 - ja * k:s1 - ja * k])
+        return np.ascontiguousarray(full[:, s0 - ja * k : s1 - ja * k])
 
     def _add_white(self, out: np.ndarray, s0: int, s1: int) -> None:
         if self.profile.background.white_noise_uv <= 0:
@@ -238,10 +241,11 @@ class _Generator:
             b0 = block * _WHITE_BLOCK
             a, b = max(s0, b0), min(s1, b0 + _WHITE_BLOCK)
             offsets = np.random.default_rng([self.profile.seed, STREAM_WHITE, block]).integers(
-                0, _WHITE_TABLE - _WHITE_BLOCK, n_chans)
+                0, _WHITE_TABLE - _WHITE_BLOCK, n_chans
+            )
             for c in range(n_chans):
                 o = int(offsets[c]) + a - b0
-                out[c, a - s0:b - s0] += self.white[o:o + b - a]
+                out[c, a - s0 : b - s0] += self.white[o : o + b - a]
 
     def _add_events(self, out: np.ndarray, s0: int, s1: int) -> None:
         while self.next_plan < len(self.plans) and self.plans[self.next_plan].start_seconds * self.sfreq < s1:
@@ -251,7 +255,7 @@ class _Generator:
             for c, start, row in zip(ev.channels, ev.starts, ev.rows, strict=True):
                 a, b = max(s0, start), min(s1, start + row.size)
                 if a < b:
-                    out[c, a - s0:b - s0] += row[a - start:b - start]
+                    out[c, a - s0 : b - s0] += row[a - start : b - start]
         self.active = [ev for ev in self.active if ev.stop > s1]
 
 
@@ -292,13 +296,18 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def iter_chunks(profile: PatientProfile, duration_seconds: float,
-                chunk_seconds: float = 10.0) -> Iterator[np.ndarray]:
+def iter_chunks(profile: PatientProfile, duration_seconds: float, chunk_seconds: float = 10.0) -> Iterator[np.ndarray]:
     """Yield the recording as float32 microvolt arrays ``[n_chans, n_samples]``, in time order."""
     gen = _Generator(profile, duration_seconds)
     step = max(1, round(chunk_seconds * gen.sfreq))
-    logger.debug("patient %s: %d samples at %g Hz in chunks of %d (background at %g Hz)",
-                 profile.name, gen.n_times, gen.sfreq, step, gen.low.rate_hz)
+    logger.debug(
+        "patient %s: %d samples at %g Hz in chunks of %d (background at %g Hz)",
+        profile.name,
+        gen.n_times,
+        gen.sfreq,
+        step,
+        gen.low.rate_hz,
+    )
     for s0 in range(0, gen.n_times, step):
         yield gen.render(s0, min(s0 + step, gen.n_times))
 

@@ -25,9 +25,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_START = datetime(2024, 1, 1, 8, 0, 0)
 
 
-def write_edf(path: str | Path, profile: PatientProfile, duration_seconds: float,
-              with_annotations: bool = True, chunk_seconds: int = 10,
-              start: datetime = DEFAULT_START) -> Path:
+def write_edf(
+    path: str | Path,
+    profile: PatientProfile,
+    duration_seconds: float,
+    with_annotations: bool = True,
+    chunk_seconds: int = 10,
+    start: datetime = DEFAULT_START,
+) -> Path:
     """Write an EDF+C file (int16, 1-second records, uV, the events as annotations), chunk by chunk.
 
     The duration is rounded up to whole seconds. Labels are the plain channel names (MNE keeps
@@ -38,22 +43,34 @@ def write_edf(path: str | Path, profile: PatientProfile, duration_seconds: float
     events = make_events(profile, n_records) if with_annotations else []
     range_uv = physical_range_uv(profile)
     name = profile.name.replace(" ", "_")
-    spec = EdfSpec(labels=tuple(profile.ch_names), sfreq=profile.sfreq, physical_range=(-range_uv, range_uv),
-                   transducer="SEEG depth electrode", start=start, patient=f"SYN-{name} X X Synthetic_{name}",
-                   recording="X X synthetic")
+    spec = EdfSpec(
+        labels=tuple(profile.ch_names),
+        sfreq=profile.sfreq,
+        physical_range=(-range_uv, range_uv),
+        transducer="SEEG depth electrode",
+        start=start,
+        patient=f"SYN-{name} X X Synthetic_{name}",
+        recording="X X synthetic",
+    )
     annotations = [(e.onset_seconds, e.duration_seconds, e.kind) for e in events] if with_annotations else None
     with EdfWriter(path, spec, n_records, annotations) as writer:
         for chunk in prefetch(iter_chunks(profile, n_records, max(1, int(chunk_seconds)))):
             writer.write(chunk)
     if writer.clipped:
         logger.warning("%s: %d samples clipped to +/-%g uV", path, writer.clipped, range_uv)
-    logger.info("wrote %s: %d channels, %d s at %g Hz, %d events", path, profile.n_chans, n_records, profile.sfreq,
-                len(events))
+    logger.info(
+        "wrote %s: %d channels, %d s at %g Hz, %d events", path, profile.n_chans, n_records, profile.sfreq, len(events)
+    )
     return path
 
 
-def write_hdf5(path: str | Path, profile: PatientProfile, duration_seconds: float,
-               dtype: str = "float32", chunk_seconds: float = 10.0) -> Path:
+def write_hdf5(
+    path: str | Path,
+    profile: PatientProfile,
+    duration_seconds: float,
+    dtype: str = "float32",
+    chunk_seconds: float = 10.0,
+) -> Path:
     """Write dataset ``data`` [n_chans, n_times] with attrs ``sfreq``, ``ch_names``, ``units``="uV".
 
     With ``dtype="int16"`` the attribute ``scale_uv`` gives microvolts per count.
@@ -65,8 +82,9 @@ def write_hdf5(path: str | Path, profile: PatientProfile, duration_seconds: floa
     scale = physical_range_uv(profile) / 32767.0 if dt == np.int16 else 1.0
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
-        dset = f.create_dataset("data", shape=(n_chans, n_times), dtype=dt,
-                                chunks=(n_chans, max(1, min(n_times, 8192))))
+        dset = f.create_dataset(
+            "data", shape=(n_chans, n_times), dtype=dt, chunks=(n_chans, max(1, min(n_times, 8192)))
+        )
         dset.attrs["sfreq"] = float(profile.sfreq)
         dset.attrs["ch_names"] = np.array(profile.ch_names, dtype=h5py.string_dtype())
         dset.attrs["units"] = "uV"
@@ -79,7 +97,7 @@ def write_hdf5(path: str | Path, profile: PatientProfile, duration_seconds: floa
         for chunk in prefetch(iter_chunks(profile, duration_seconds, chunk_seconds)):
             if dt == np.int16:
                 chunk = np.clip(np.rint(chunk / scale), -32767, 32767)
-            dset[:, s0:s0 + chunk.shape[1]] = chunk.astype(dt, copy=False)
+            dset[:, s0 : s0 + chunk.shape[1]] = chunk.astype(dt, copy=False)
             s0 += chunk.shape[1]
     logger.info("wrote %s: %d channels x %d samples (%s)", path, n_chans, n_times, dt)
     return path
@@ -95,8 +113,15 @@ def write_events_tsv(path: str | Path, events: Iterable[SyntheticEvent]) -> Path
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(EVENTS_COLUMNS)
         for ev in events:
-            writer.writerow([f"{ev.onset_seconds:.6f}", f"{ev.duration_seconds:.6f}", ev.kind,
-                             ",".join(ev.channels), f"{ev.peak_seconds:.6f}"])
+            writer.writerow(
+                [
+                    f"{ev.onset_seconds:.6f}",
+                    f"{ev.duration_seconds:.6f}",
+                    ev.kind,
+                    ",".join(ev.channels),
+                    f"{ev.peak_seconds:.6f}",
+                ]
+            )
     return path
 
 
@@ -105,15 +130,20 @@ def read_events_tsv(path: str | Path) -> list[SyntheticEvent]:
     with Path(path).open(newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     return [
-        SyntheticEvent(onset_seconds=float(r["onset"]), duration_seconds=float(r["duration"]),
-                       kind=r["trial_type"], channels=[c for c in r["channels"].split(",") if c],
-                       peak_seconds=float(r["peak"]))
+        SyntheticEvent(
+            onset_seconds=float(r["onset"]),
+            duration_seconds=float(r["duration"]),
+            kind=r["trial_type"],
+            channels=[c for c in r["channels"].split(",") if c],
+            peak_seconds=float(r["peak"]),
+        )
         for r in rows
     ]
 
 
-def write_bids(root: str | Path, subject: str, profile: PatientProfile, duration_seconds: float,
-               fmt: str = "edf") -> Path:
+def write_bids(
+    root: str | Path, subject: str, profile: PatientProfile, duration_seconds: float, fmt: str = "edf"
+) -> Path:
     """Write a BIDS iEEG dataset for one subject; returns the path of the recording file."""
     if fmt != "edf":
         raise ValueError(f"BIDS output supports fmt='edf' only, got {fmt!r}")
@@ -129,8 +159,15 @@ def write_bids(root: str | Path, subject: str, profile: PatientProfile, duration
     _write_json(ieeg / f"{stem}_ieeg.json", _ieeg_sidecar(profile, duration_seconds))
     description = root / "dataset_description.json"
     if not description.exists():
-        _write_json(description, {"Name": "spike-al synthetic sEEG", "BIDSVersion": "1.9.0",
-                                  "DatasetType": "raw", "GeneratedBy": [{"Name": "converters.synthetic"}]})
+        _write_json(
+            description,
+            {
+                "Name": "spike-al synthetic sEEG",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "raw",
+                "GeneratedBy": [{"Name": "converters.synthetic"}],
+            },
+        )
     return recording
 
 
@@ -141,8 +178,7 @@ def _write_json(path: Path, content: dict) -> None:
 def _write_channels_tsv(path: Path, profile: PatientProfile) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["name", "type", "units", "low_cutoff", "high_cutoff", "sampling_frequency",
-                         "group", "status"])
+        writer.writerow(["name", "type", "units", "low_cutoff", "high_cutoff", "sampling_frequency", "group", "status"])
         for shaft, n in profile.shafts:
             for i in range(1, n + 1):
                 row = [f"{shaft}{i}", "SEEG", "uV", "n/a", "n/a", f"{profile.sfreq:g}", shaft, "good"]
@@ -169,8 +205,11 @@ def _ieeg_sidecar(profile: PatientProfile, duration_seconds: float) -> dict:
 
 _EVENTS_SIDECAR = {
     "trial_type": {
-        "Description": "Event kind. Epileptiform (truth): " + ", ".join(SPIKE_KINDS)
-        + ". Spike-like artifacts (hard negatives): " + ", ".join(ARTIFACT_KINDS) + ".",
+        "Description": "Event kind. Epileptiform (truth): "
+        + ", ".join(SPIKE_KINDS)
+        + ". Spike-like artifacts (hard negatives): "
+        + ", ".join(ARTIFACT_KINDS)
+        + ".",
     },
     "channels": {"Description": "Comma-separated channels the event appears on, main channel first."},
     "peak": {"Description": "Time of the main peak on the main channel.", "Units": "s"},

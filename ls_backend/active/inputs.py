@@ -59,26 +59,38 @@ class PoolView:
         if self.n_windows is not None:
             sizes["n_windows"] = int(self.n_windows)
         if not sizes:
-            raise ValueError("PoolView needs at least one per-window array (proba, mc_proba, committee_proba, "
-                             "embeddings, detector_score) or n_windows")
+            raise ValueError(
+                "PoolView needs at least one per-window array (proba, mc_proba, committee_proba, "
+                "embeddings, detector_score) or n_windows"
+            )
         if len(set(sizes.values())) > 1:
             raise ValueError(f"PoolView: per-window arrays disagree on the pool size n: {sizes}")
         return next(iter(sizes.values()))
 
     def _check_sizes(self) -> None:
-        d = {name: getattr(self, name).shape[1] for name in ("embeddings", "reference_embeddings",
-                                                              "labeled_embeddings") if getattr(self, name) is not None}
+        d = {
+            name: getattr(self, name).shape[1]
+            for name in ("embeddings", "reference_embeddings", "labeled_embeddings")
+            if getattr(self, name) is not None
+        }
         if len(set(d.values())) > 1:
             raise ValueError(f"PoolView: embedding widths d disagree: {d}")
         for name, minimum in (("mc_proba", 2), ("committee_proba", 2)):
             value = getattr(self, name)
             if value is not None and value.shape[1] < minimum:
-                raise ValueError(f"PoolView.{name}: expected shape {_PER_WINDOW[name][1]} with at least {minimum} "
-                                 f"columns, got {value.shape}")
-        if self.labeled_y is not None and self.labeled_embeddings is not None \
-                and len(self.labeled_y) != len(self.labeled_embeddings):
-            raise ValueError(f"PoolView.labeled_y: expected shape [k] with k = {len(self.labeled_embeddings)} "
-                             f"(rows of labeled_embeddings), got {self.labeled_y.shape}")
+                raise ValueError(
+                    f"PoolView.{name}: expected shape {_PER_WINDOW[name][1]} with at least {minimum} "
+                    f"columns, got {value.shape}"
+                )
+        if (
+            self.labeled_y is not None
+            and self.labeled_embeddings is not None
+            and len(self.labeled_y) != len(self.labeled_embeddings)
+        ):
+            raise ValueError(
+                f"PoolView.labeled_y: expected shape [k] with k = {len(self.labeled_embeddings)} "
+                f"(rows of labeled_embeddings), got {self.labeled_y.shape}"
+            )
 
     @property
     def n(self) -> int:

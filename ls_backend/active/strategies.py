@@ -172,8 +172,9 @@ class QueryByCommittee(_UtilityStrategy):
             raise ValueError(f"{self.name}: kind must be one of {self.KINDS}, got {self.kind!r}")
         draws = pool.draws()
         if draws is None:
-            raise ValueError(f"{self.name} needs PoolView.committee_proba [n, n_members] (or mc_proba), "
-                             "which is missing")
+            raise ValueError(
+                f"{self.name} needs PoolView.committee_proba [n, n_members] (or mc_proba), which is missing"
+            )
         kl = mutual_information(draws)
         if self.kind == "kl":
             return kl
@@ -394,8 +395,14 @@ class TransferAware(Strategy):
 
     DRIFTS: ClassVar[tuple[str, ...]] = ("knn", "classifier")
 
-    def __init__(self, drift: str = "knn", drift_weight: float = 1.0, n_neighbors: int = 10,
-                 max_reference: int = 5000, duplicate_quantile: float = 0.02):
+    def __init__(
+        self,
+        drift: str = "knn",
+        drift_weight: float = 1.0,
+        n_neighbors: int = 10,
+        max_reference: int = 5000,
+        duplicate_quantile: float = 0.02,
+    ):
         self.drift = drift
         self.drift_weight = drift_weight
         self.n_neighbors = n_neighbors
@@ -422,8 +429,11 @@ class TransferAware(Strategy):
         drift = self.drift_from_cohort(pool, rng)
         proba = pool.mean_proba()
         utility = drift if proba is None else self.trusted_uncertainty(binary_entropy(proba), drift) + 1e-3 * drift
-        logger.info("transfer: median drift from the cohort %.2f (0.5: like the cohort), %.0f%% of windows above 0.9",
-                    np.median(drift), 100 * np.mean(drift > 0.9))
+        logger.info(
+            "transfer: median drift from the cohort %.2f (0.5: like the cohort), %.0f%% of windows above 0.9",
+            np.median(drift),
+            100 * np.mean(drift > 0.9),
+        )
         order = descending(utility, rng)
         emb = pool.require(self.name, "embeddings")
         radius = duplicate_radius(emb, self.duplicate_quantile, rng)
@@ -480,8 +490,19 @@ def _compact(labels: np.ndarray) -> np.ndarray:
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (Random, Entropy, Margin, BALD, QueryByCommittee, KCenter, KMeansDiversity, Mixed, RankedBatch,
-                ColdStart, TransferAware)
+    for cls in (
+        Random,
+        Entropy,
+        Margin,
+        BALD,
+        QueryByCommittee,
+        KCenter,
+        KMeansDiversity,
+        Mixed,
+        RankedBatch,
+        ColdStart,
+        TransferAware,
+    )
 }
 
 
@@ -492,6 +513,8 @@ def make_strategy(name: str = DEFAULT_STRATEGY, **params: Any) -> Strategy:
     cls = STRATEGIES[name]
     unknown = sorted(set(params) - set(cls._get_param_names()))
     if unknown:
-        raise ValueError(f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; "
-                         f"it takes: {', '.join(cls._get_param_names()) or 'none'}")
+        raise ValueError(
+            f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(cls._get_param_names()) or 'none'}"
+        )
     return cls(**params)

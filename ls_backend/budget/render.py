@@ -91,8 +91,14 @@ def _project_verdict(status: BudgetStatus, assessment: Assessment) -> str:
             f"longer asks for labels. {what_labels_bought(status, assessment)}"
         )
     needed, curve = assessment.labels_to_target, assessment.curve
-    if (status.budget is None or status.remaining is None or needed is None or curve is None
-            or needed <= status.remaining or assessment.target_reached):
+    if (
+        status.budget is None
+        or status.remaining is None
+        or needed is None
+        or curve is None
+        or needed <= status.remaining
+        or assessment.target_reached
+    ):
         return assessment.advice
     at_budget = curve.score(status.budget * status.labeled_windows / status.spent)
     return (

@@ -68,8 +68,9 @@ def event_metrics(
     for proba, true in zip(dense_proba, dense_true):
         events = runs_above(true, 0.5)
         regions = extract_regions(proba, sfreq, threshold, min_duration_seconds, merge_gap_seconds)
-        detections = np.array([[round(r.start_seconds * sfreq), round(r.end_seconds * sfreq)] for r in regions],
-                              np.int64).reshape(-1, 2)
+        detections = np.array(
+            [[round(r.start_seconds * sfreq), round(r.end_seconds * sfreq)] for r in regions], np.int64
+        ).reshape(-1, 2)
         n_events += len(events)
         n_detections += len(detections)
         if len(events) == 0:

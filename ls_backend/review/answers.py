@@ -112,8 +112,9 @@ def review_labels(
     return ReviewLabels(
         ids=tuple(targets),
         targets=np.array(list(targets.values()), np.float32),
-        weights=np.array([min(weight, CLUSTER_WEIGHT_CAP / per_cluster[decisions[m].cluster_id]) for m in targets],
-                         np.float32),  # fmt: skip
+        weights=np.array(
+            [min(weight, CLUSTER_WEIGHT_CAP / per_cluster[decisions[m].cluster_id]) for m in targets], np.float32
+        ),  # fmt: skip
         states={m: STATES[decisions[m].answer] for m in targets},
         returned=tuple(m for m, d in decisions.items() if d.target is None),
     )

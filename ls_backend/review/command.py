@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def plan_review(
-    settings: Settings, project: str, detection: Path | None = None, checkpoint: str | None = None
-) -> Plan:
+def plan_review(settings: Settings, project: str, detection: Path | None = None, checkpoint: str | None = None) -> Plan:
     """Check every input (raising a ValueError naming it) and connect to Label Studio."""
     state = project_state(settings, project)
     assert state is not None
