@@ -177,10 +177,10 @@ class StreamProbe:
 
     def summary(self, restart: bool = False) -> dict:
         """Latencies so far; with ``restart``, the next summary counts only the requests after this one."""
-        times = np.array(self.seconds or [np.nan])
+        n, times = len(self.seconds), np.array(self.seconds or [np.nan])
         if restart:
             self.seconds = []
-        return {"requests": len(self.seconds), "p50_seconds": float(np.percentile(times, 50)),
+        return {"requests": n, "p50_seconds": float(np.percentile(times, 50)),
                 "p95_seconds": float(np.percentile(times, 95)), "max_seconds": float(times.max())}  # fmt: skip
 
 
