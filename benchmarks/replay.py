@@ -8,7 +8,8 @@ seeds); a compute-matched one (as many training windows as a replay's last model
 ``--warm-start`` adds, for every strategy, the same loop starting from a cohort model trained on the other patients.
 ``--pretrain`` adds the loop whose first model starts from an encoder pretrained (self-supervised,
 :mod:`ls_backend.model.pretrain`) on the target's unlabeled windows, pool and test alike, never their labels (with
-``--warm-start`` too: also from a cohort model trained from that encoder).
+``--warm-start`` too: also from a cohort model trained from that encoder); with ``--cold-embeddings`` also the one
+that chooses its first batch with the diversity of that encoder's embeddings (``+embed``).
 
     python -m benchmarks.replay                                   # synthetic A-D, target D, 5 strategies x 3 seeds
     python -m benchmarks.replay --warm-start --jobs 2
@@ -64,6 +65,7 @@ REACH = 0.95  # of the fully supervised score
 METRICS = ("auprc", "f1")
 WARM = "+warm"  # suffix of the warm-start variant of a strategy
 PRETRAIN = "+pretrain"  # suffix of the variant whose first model starts from the pretrained encoder
+EMBED = "+embed"  # after PRETRAIN: the first batch is also chosen with the encoder's embeddings (--cold-embeddings)
 AT_LABELS = (20, 50, 100)  # label counts whose scores the summary reports
 SPLIT_BLOCK = 10  # consecutive windows assigned together to pool or test (neighbours share events)
 TARGET_MINUTES, COHORT_MINUTES = 20.0, 5.0
@@ -212,7 +214,8 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
     else:
         cohort = start_from if isinstance(start_from, SpikeDetector) else None
         if isinstance(start_from, dict):
-            settings = replace(settings, plan=replace(settings.plan, encoder=start_from))
+            plan = replace(settings.plan, encoder=start_from, cold_embeddings=name.endswith(EMBED))
+            settings = replace(settings, plan=plan)
         out = [r.to_dict() for r in replay(strategy_of(name), data, settings, seed, _STATE["sfreq"], cohort)]
     seconds = time.perf_counter() - start
     print(f"  {kind} {name} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)
@@ -367,7 +370,7 @@ def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | No
             saved = None if c["ratio"] is None else 1 - c["ratio"]
             savings[name] = {"labels_saved": saved, **c}
         out["warm_vs_cold"] = {"per_strategy": savings, "target": "labels saved >= 0.5"}
-    pretrained = [name for name in summary if name.endswith(PRETRAIN)]
+    pretrained = [name for name in summary if name.removesuffix(EMBED).endswith(PRETRAIN)]
     if pretrained:
         out["pretrain_vs_not"] = {
             "per_variant": {name: pretrain_gain(summary, name, budget) for name in pretrained},
@@ -379,7 +382,7 @@ def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | No
 def pretrain_gain(summary: dict, name: str, budget: int) -> dict[str, Any]:
     """The pretrained variant ``name`` against the same variant without pretraining: labels saved to 95 % of the
     reference, and both variants' AUPRC at 50 labels over the reference."""
-    base = name.removesuffix(PRETRAIN)
+    base = name.removesuffix(EMBED).removesuffix(PRETRAIN)
     c = compare(summary, name, base, budget)
     at_50 = {n: summary[n]["auprc"]["at_labels"].get("50", {}).get("relative") for n in (name, base) if n in summary}
     return {"labels_saved": None if c["ratio"] is None else 1 - c["ratio"], **c, "relative_at_50": at_50}
@@ -433,7 +436,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(6.5 * len(METRICS), 4.5), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     bases = list(dict.fromkeys(strategy_of(name) for name in result["curves"]))
-    styles = {"": "-", WARM: "--", PRETRAIN: ":", WARM + PRETRAIN: "-."}
+    styles = {"": "-", WARM: "--", PRETRAIN: ":", WARM + PRETRAIN: "-.", PRETRAIN + EMBED: (0, (1, 3))}
     for ax, metric in zip(axes[0], METRICS):
         for name, by_seed in result["curves"].items():
             curves = list(by_seed.values())
@@ -441,7 +444,7 @@ def plot(result: dict, path: Path) -> None:
             y = np.array([[p[metric] for p in c] for c in curves], float)
             color = colors[bases.index(strategy_of(name)) % len(colors)]
             style = styles.get(name[len(strategy_of(name)) :], "-")
-            ax.plot(x, np.nanmean(y, axis=0), style, color=color, label=name, marker=".")
+            ax.plot(x, np.nanmean(y, axis=0), linestyle=style, color=color, label=name, marker=".")
             ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=color, alpha=0.12)
         full = result["full_supervised"]["mean"][metric]
         ax.axhline(full, color="k", lw=1, label=f"full supervision, converged ({result['data']['n_pool']} labels)")
@@ -494,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also replay every strategy from an encoder pretrained on the target's unlabeled windows (and, with "
         "--warm-start, from a cohort model trained from it)",
+    )
+    parser.add_argument(
+        "--cold-embeddings",
+        action="store_true",
+        help="with --pretrain: also the variant that chooses the first batch with the pretrained encoder's embeddings "
+        "(suffix +embed)",
     )
     parser.add_argument(
         "--pretrain-steps", type=int, help=f"pretraining steps (default {FULL.pretrain.steps}; --quick: fewer)"
@@ -630,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrain:
         encoders = {s: done[("pretrain", "pretrain", s)]["result"] for s in seeds}
         later += [("replay", n + PRETRAIN, s, encoders[s].state) for n in args.strategies for s in seeds]
+        if args.cold_embeddings:
+            later += [("replay", n + PRETRAIN + EMBED, s, encoders[s].state) for n in args.strategies for s in seeds]
         later += [("cohort", "cohort" + PRETRAIN, s, encoders[s].state) for s in seeds if warm_names]
     done |= run_jobs(later, args.jobs, initargs)
     if args.pretrain and warm_names:
@@ -677,6 +688,7 @@ class Run:
         names = list(args.strategies) + [n + WARM for n in warm_names]
         if self.pretrain is not None:
             names += [n + PRETRAIN for n in args.strategies] + [n + WARM + PRETRAIN for n in warm_names]
+            names += [n + PRETRAIN + EMBED for n in args.strategies if args.cold_embeddings]
         curves = {n: {s: done[("replay", n, s)]["result"] for s in seeds} for n in names}
         summary = summarize(curves, full)
         return {

@@ -88,13 +88,17 @@ def table(comparison: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replay_compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, nargs="+", help="benchmarks.replay result files, one per target")
+    parser.add_argument("results", type=Path, nargs="+", help="benchmarks.replay result files (of one or more targets)")
     parser.add_argument("--out", type=Path, help="JSON of the comparison")
     args = parser.parse_args(argv)
     results = {}
-    for path in args.results:
+    for path in args.results:  # files of one target: their variants side by side
         result = json.loads(path.read_text())
-        results[result["data"]["target"]] = result
+        if (earlier := results.get(result["data"]["target"])) is not None:
+            earlier["curves"] |= result["curves"]
+            earlier["summary"] |= result["summary"]
+        else:
+            results[result["data"]["target"]] = result
     comparison = compare(results)
     print(table(comparison))
     if args.out:

@@ -79,7 +79,8 @@ class Plan:
     fifth of each class once the labels number ``min_validation`` (and each class has two). ``pseudo``: how
     unlabeled windows become pseudo-labels (None: never). ``model``: :class:`SpikeDetector` parameters.
     ``encoder``: a pretrained trunk (:mod:`ls_backend.model.pretrain`) that a model trained without a serving one
-    starts from (the head fresh, ``cold_epochs``); None: a random initialisation."""
+    starts from (the head fresh, ``cold_epochs``); None: a random initialisation. ``cold_embeddings``: before any
+    model, rank with the diversity of the encoder's embeddings instead of the classical detector's features."""
 
     cold_epochs: int = 15
     warm_epochs: int = 5
@@ -87,6 +88,7 @@ class Plan:
     pseudo: PseudoLabelParams | None = PseudoLabelParams(max_fraction=0.2)  # a fit costs at most ~2x without them
     model: Mapping[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] | None = None
+    cold_embeddings: bool = False
 
 
 @dataclass
@@ -217,14 +219,24 @@ class PoolScorer:
     """Per-window outputs over the unlabeled pool, batch by batch: what a strategy reads, never the windows.
 
     With a ``model``: its probability and embedding (or, for strategies that read them, ``n_draws`` MC-dropout
-    draws); always the classical detector's features: its score, and the embeddings where the model gives none.
+    draws); always the classical detector's features: its score, and the embeddings where the model gives none
+    (without a model but with a pretrained ``embedder``, :class:`~ls_backend.model.pretrain.TrunkEmbedder`: its
+    embeddings instead).
     """
 
-    def __init__(self, model: SpikeDetector | None, sfreq: float, n_draws: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        model: SpikeDetector | None,
+        sfreq: float,
+        n_draws: int = 0,
+        seed: int = 0,
+        embedder: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
         self.model = model
         self.detector = TransientDetector(sfreq=sfreq)
         self.n_draws = n_draws
         self.seed = seed
+        self.embedder = embedder if model is None else None
         self._parts: dict[str, list[np.ndarray]] = {"features": []}
 
     @property
@@ -234,6 +246,8 @@ class PoolScorer:
     def add(self, windows: np.ndarray) -> dict[str, np.ndarray] | None:
         """Score a batch; the model's :meth:`SpikeDetector.predict_all` outputs (None without them)."""
         self._keep("features", self.detector.features(windows))
+        if self.embedder is not None:
+            self._keep("embeddings", self.embedder(windows))
         if self.model is None:
             return None
         if self.n_draws:
@@ -254,7 +268,7 @@ class PoolScorer:
         arrays = {name: np.concatenate(parts) for name, parts in self._parts.items() if parts}
         cold = cold_start_arrays(arrays.pop("features", np.zeros((0, 1, 2), np.float32)), self.detector)
         arrays["detector_score"] = cold["detector_score"]
-        if not self.model_embeds:
+        if not self.model_embeds and self.embedder is None:
             arrays["embeddings"] = cold["embeddings"]
         extra: dict[str, np.ndarray] = {}
         if labeled is not None and len(labeled):
@@ -268,6 +282,8 @@ class PoolScorer:
         """Windows in the space of the pool's ``embeddings``."""
         if self.model is not None and self.model_embeds:
             return self.model.embed(X)
+        if self.embedder is not None:
+            return self.embedder(X)
         return cold_start_arrays(self.detector.features(X), self.detector)["embeddings"]
 
 
@@ -281,19 +297,32 @@ def rank(
     sfreq: float = 256.0,
     reference_X: np.ndarray | None = None,
     on_batch: OnBatch | None = None,
+    embedder: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Ranking:
     """Rank the unlabeled windows arriving in ``batches`` (in that order) for ``strategy``; before any model the
-    cold-start strategy ranks instead of a strategy that needs one. ``on_batch`` receives each batch's model outputs
-    (pre-annotations are made from them)."""
+    cold-start strategy ranks instead of a strategy that needs one, with the diversity of ``embedder``'s embeddings
+    where one is given (:func:`cold_embedder`). ``on_batch`` receives each batch's model outputs (pre-annotations
+    are made from them)."""
     name = strategy if model is not None or strategy in MODEL_FREE else "cold_start"
     rng = np.random.default_rng(rng)
-    scorer = PoolScorer(model, sfreq, MC_DRAWS if name in NEEDS_DRAWS else 0, seed=int(rng.integers(2**31)))
+    seed = int(rng.integers(2**31))
+    scorer = PoolScorer(model, sfreq, MC_DRAWS if name in NEEDS_DRAWS else 0, seed, embedder)
     for windows in batches:
         out = scorer.add(windows)
         if on_batch is not None and out is not None:
             on_batch(out)
     view = scorer.view(labeled, reference_X if name == "transfer" else None)
     return make_strategy(name).rank(view, batch_size=batch_size, rng=rng)
+
+
+def cold_embedder(plan: Plan) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Before any model: window embeddings from the plan's pretrained encoder, when it has one and
+    ``plan.cold_embeddings`` asks for them (else None: the classical detector's features)."""
+    if plan.encoder is None or not plan.cold_embeddings:
+        return None
+    from .model.pretrain import TrunkEmbedder
+
+    return TrunkEmbedder(plan.encoder, plan.model)
 
 
 def in_batches(X: np.ndarray, size: int = SCORING_BATCH) -> Iterator[np.ndarray]:

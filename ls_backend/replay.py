@@ -25,7 +25,17 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .active.strategies import STRATEGIES, Ranking
-from .loop import Labeled, Learned, Plan, in_batches, learn_and_rank, pseudo_label_pool, rank, validation_rows
+from .loop import (
+    Labeled,
+    Learned,
+    Plan,
+    cold_embedder,
+    in_batches,
+    learn_and_rank,
+    pseudo_label_pool,
+    rank,
+    validation_rows,
+)
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc, best_threshold, f1_at
 
@@ -139,7 +149,9 @@ def replay(
     model, curve = cohort, []
     if cohort is not None:
         curve.append(RoundResult(0, 0, **test_scores(cohort, data), seconds=0.0))
-    ranking = rank(model, in_batches(data.pool_X), None, strategy, settings.batch_size, rng, sfreq, reference)
+    embedder = cold_embedder(settings.plan) if model is None else None
+    ranking = rank(model, in_batches(data.pool_X), None, strategy, settings.batch_size, rng, sfreq, reference,
+                   embedder=embedder)  # fmt: skip
     for r in range(settings.rounds()):
         start = time.perf_counter()
         unlabeled = np.flatnonzero(~labeled)

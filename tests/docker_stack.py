@@ -38,6 +38,27 @@ CA_BUNDLE = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"
 BACKEND_IMAGE = "spike-al-backend:0.1.0"  # compose.yaml's backend image
 LABEL_STUDIO_IMAGE = "spike-al-label-studio:1.23.2"  # built from docker/Dockerfile.label-studio
 REDIS_IMAGE = "spike-al-redis:bookworm"  # Debian's redis-server, for the Redis profile (no redis image to pull)
+POSTGRES_IMAGE = "spike-al-postgres:bookworm"  # Debian's PostgreSQL 15, for the PostgreSQL profile
+POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
+# What the official postgres image does at its first start, for Debian's server: a cluster in PGDATA owned by
+# POSTGRES_USER (password auth over TCP, trust on the container's own socket), POSTGRES_DB created; then the server.
+POSTGRES_ENTRYPOINT = f"""#!/bin/sh
+set -e
+[ "$1" = postgres ] && shift
+export PGDATA="${{PGDATA:-/var/lib/postgresql/data}}"
+mkdir -p "$PGDATA" /run/postgresql && chown -R postgres:postgres "$PGDATA" /run/postgresql && chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  printf '%s\n' "$POSTGRES_PASSWORD" > /run/postgresql/pw && chown postgres /run/postgresql/pw
+  runuser -u postgres -- {POSTGRES_BIN}/initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile=/run/postgresql/pw \
+    --auth-local=trust --auth-host=scram-sha-256
+  rm /run/postgresql/pw
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  runuser -u postgres -- {POSTGRES_BIN}/pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
+  runuser -u postgres -- createdb -U "$POSTGRES_USER" "$POSTGRES_DB"
+  runuser -u postgres -- {POSTGRES_BIN}/pg_ctl -D "$PGDATA" -m fast -w stop
+fi
+exec runuser -u postgres -- {POSTGRES_BIN}/postgres -D "$PGDATA" "$@"
+"""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # an imported image has no ENV
 
 
@@ -153,6 +174,23 @@ def build_redis_image(base_image: str = BASE_IMAGE) -> float:
     return time.perf_counter() - started
 
 
+def build_postgres_image(base_image: str = BASE_IMAGE) -> float:
+    """:data:`POSTGRES_IMAGE`: Debian's PostgreSQL on ``base_image``, started as the official image is (its
+    environment, data in /var/lib/postgresql/data, ``postgres`` arguments); seconds."""
+    dockerfile = (f"FROM {base_image}\n"
+                  "RUN apt-get update && apt-get install -y --no-install-recommends postgresql"
+                  " && rm -rf /var/lib/apt/lists/*\n"
+                  "COPY entrypoint.sh /usr/local/bin/\n"
+                  'ENTRYPOINT ["/bin/sh", "/usr/local/bin/entrypoint.sh"]\n'
+                  'CMD ["postgres"]\n')  # fmt: skip
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(dockerfile)
+        (Path(context) / "entrypoint.sh").write_text(POSTGRES_ENTRYPOINT)
+        started = time.perf_counter()
+        run(["nice", DOCKER, "build", "--network", "host", "-t", POSTGRES_IMAGE, context])
+    return time.perf_counter() - started
+
+
 def compose_tool() -> list[str]:
     """``docker compose`` (v2) where its plugin is installed, else Debian's legacy ``docker-compose`` (1.29)."""
     if succeeds([DOCKER, "compose", "version"]):
@@ -162,16 +200,16 @@ def compose_tool() -> list[str]:
     return ["docker-compose"]
 
 
-def host_network_compose(compose: dict, ports: Mapping[str, int], redis_image: str | None = None) -> dict:
+def host_network_compose(compose: dict, ports: Mapping[str, int], images: Mapping[str, str] = {}) -> dict:
     """compose.yaml with every service on the host network, listening on 127.0.0.1 at the free ``ports`` of
-    ``label-studio``, ``backend`` and, for the Redis profile (its services included only then), ``redis``, which
-    runs ``redis_image``.
+    ``label-studio``, ``backend`` and, for the Redis or the PostgreSQL profile (their services included only then),
+    ``redis`` or ``postgres``, which run ``images[name]``.
 
     Also what the legacy docker-compose 1.29 does not read: no top-level ``name`` (the caller passes ``-p``) and no
     ``depends_on: required``, so a dependency on a service of an inactive profile is dropped. Health checks poll
     every 2 s, so the start time measured is the stack's, not the polling's."""
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    active = {"redis"} if "redis" in ports else set()
+    active = {"redis", "postgres"} & set(ports)
     result = {key: value for key, value in compose.items() if key != "name"}
     services = result["services"] = {}
     for name, service in compose["services"].items():
@@ -183,7 +221,7 @@ def host_network_compose(compose: dict, ports: Mapping[str, int], redis_image: s
         service["depends_on"] = {name: {"condition": dep["condition"]} for name, dep in depends_on.items()}
         if "LABEL_STUDIO_URL" in service.get("environment", {}):
             service["environment"] = service["environment"] | {"LABEL_STUDIO_URL": url["label-studio"]}
-            if active:
+            if "redis" in active:
                 service["environment"]["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
     studio = services["label-studio"]
     studio["command"] = [*studio["command"], "--port", str(ports["label-studio"]), "--internal-host", "127.0.0.1"]
@@ -194,11 +232,19 @@ def host_network_compose(compose: dict, ports: Mapping[str, int], redis_image: s
     backend["command"] = ["gunicorn", "--bind", f"127.0.0.1:{ports['backend']}", "--workers", "1", "--threads", "4",
                           "ls_backend.wsgi:app"]  # fmt: skip
     backend["healthcheck"] = fast_healthcheck(["CMD", "python", "docker/healthcheck.py", f"{url['backend']}/health"])
-    if active:
+    if "redis" in active:
         redis = services["redis"]
-        redis["image"] = redis_image
+        redis["image"] = images["redis"]
         redis["command"] = [*redis["command"], "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", "/data"]
         redis["healthcheck"] = fast_healthcheck(["CMD", "redis-cli", "-p", str(ports["redis"]), "ping"])
+    if "postgres" in active:
+        postgres, port = services["postgres"], str(ports["postgres"])
+        postgres["image"] = images["postgres"]
+        postgres["command"] = ["postgres", "-p", port, "-c", "listen_addresses=127.0.0.1"]
+        user, db = postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]
+        ready = f"{POSTGRES_BIN}/pg_isready -h 127.0.0.1 -p {port} -U {user} -d {db}"
+        postgres["healthcheck"] = fast_healthcheck(["CMD-SHELL", ready])
+        studio["environment"] |= {"POSTGRE_HOST": "127.0.0.1", "POSTGRE_PORT": port}
     return result
 
 

@@ -23,9 +23,11 @@ from docker_stack import (
     BACKEND_IMAGE,
     DOCKER_DIR,
     LABEL_STUDIO_IMAGE,
+    POSTGRES_IMAGE,
     REDIS_IMAGE,
     DockerUnavailable,
     build_image,
+    build_postgres_image,
     build_redis_image,
     compose_tool,
     container_health,
@@ -54,8 +56,10 @@ class Stack(NamedTuple):
     compose: list[str]  # the compose command with its project and file, to append a subcommand to
     project: str
     log: Path  # the services' logs, followed while the stack runs
-    profile: str  # "default", or "redis": retrainings on the RQ worker of the Redis profile
+    profile: str  # "default"; "redis": retrainings on the RQ worker of the Redis profile; "postgres": Label Studio's
+    # database in PostgreSQL
     start_seconds: float  # from `up` until Label Studio and the backend are healthy
+    ports: dict[str, int]  # each service's port on 127.0.0.1
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +99,14 @@ def redis_image(images: None, timings: dict[str, float]) -> str:
     return REDIS_IMAGE
 
 
-@pytest.fixture(params=["default", "redis"])
+@pytest.fixture(scope="module")
+def postgres_image(images: None, timings: dict[str, float]) -> str:
+    """Debian's PostgreSQL on the base image, for the PostgreSQL profile (its official image cannot be pulled)."""
+    timings["postgres_build"] = build_postgres_image()
+    return POSTGRES_IMAGE
+
+
+@pytest.fixture(params=["default", "redis", "postgres"])
 def stack(
     request: pytest.FixtureRequest,
     images: None,
@@ -103,29 +114,34 @@ def stack(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
-    """compose.yaml up (``--profile redis`` for the "redis" parameter) on the host network with the images built
-    here; ``down -v`` after."""
+    """compose.yaml up (``--profile redis`` or ``--profile postgres`` for those parameters, as an administrator
+    would with DJANGO_DB=default in docker/.env for PostgreSQL) on the host network with the images built here;
+    ``down -v`` after."""
     for name, value in BACKEND_AUTH.items():  # the importer connects the backend with the same settings
         monkeypatch.setenv(name, value)
     ports = {"label-studio": free_port(), "backend": free_port()}
-    profile_options, redis_image = [], None
-    if request.param == "redis":
-        ports["redis"], profile_options = free_port(), ["--profile", "redis"]
-        redis_image = request.getfixturevalue("redis_image")
+    profile_options: list[str] = []
+    service_images: dict[str, str] = {}
+    settings: dict[str, str] = {}
+    if request.param != "default":
+        ports[request.param], profile_options = free_port(), ["--profile", request.param]
+        service_images[request.param] = request.getfixturevalue(f"{request.param}_image")
+    if request.param == "postgres":
+        settings["DJANGO_DB"] = "default"
     stores = tmp_path / "stores"
     stores.mkdir()
     stores.chmod(0o755)  # read by the backend's non-root user
     studio = StudioServer(f"http://127.0.0.1:{ports['label-studio']}", secrets.token_hex(20), "admin@localhost",
                           secrets.token_urlsafe(12), tmp_path)  # fmt: skip
     compose_file = host_network_compose(yaml.safe_load((DOCKER_DIR / "compose.yaml").read_text()), ports,
-                                        redis_image)  # fmt: skip
+                                        service_images)  # fmt: skip
     project = f"spike-al-test-{uuid.uuid4().hex[:8]}"
     empty_env_file = tmp_path / "empty.env"  # not the administrator's docker/.env
     empty_env_file.touch()
     compose = [*compose_tool(), "--project-directory", str(DOCKER_DIR), "-p", project, "--env-file",
                str(empty_env_file), "-f", str(write_compose(tmp_path / "compose.yaml", compose_file)),
                *profile_options]  # fmt: skip
-    settings = {"LABEL_STUDIO_API_KEY": studio.token, "LABEL_STUDIO_PASSWORD": studio.password,
+    settings |= {"LABEL_STUDIO_API_KEY": studio.token, "LABEL_STUDIO_PASSWORD": studio.password,
                 "LABEL_STUDIO_USERNAME": studio.username, "LABEL_STUDIO_IMAGE": LABEL_STUDIO_IMAGE,
                 "WINDOW_STORE_HOST_DIR": str(stores), "RETRAIN_DEBOUNCE_SECONDS": "1"}  # fmt: skip
     for name, value in settings.items():
@@ -142,7 +158,7 @@ def stack(
         wait_for(lambda: health_is_up(studio.url) and container_health(project, "backend") == "healthy",
                  "Label Studio and the backend healthy", log)  # fmt: skip
         timings[f"stack_start_{request.param}"] = start_seconds = time.perf_counter() - started
-        yield Stack(studio, backend, compose, project, log, request.param, start_seconds)
+        yield Stack(studio, backend, compose, project, log, request.param, start_seconds, ports)
     finally:
         run([*compose, "down", "-v"])
         if follower is not None:
@@ -172,6 +188,13 @@ def test_compose_stack_imports_labels_and_switches_the_ranking(stack):
     trainer = "worker" if stack.profile == "redis" else "backend"  # with Redis the RQ worker trains, not the web
     wait_for(lambda: f"live as {version}" in run([*stack.compose, "logs", "--no-color", trainer]).stdout,
              f"the {trainer}'s log of ranking {version}", stack.log)  # fmt: skip
+
+    if stack.profile == "postgres":  # Label Studio's tasks are in PostgreSQL, not in a SQLite file
+        query = ["exec", "-T", "postgres", "psql", "-h", "/run/postgresql", "-p", str(stack.ports["postgres"]), "-U",
+                 "labelstudio", "-d", "labelstudio", "-tAc", f"SELECT count(*) FROM task WHERE project_id={project_id}",
+                 ]  # fmt: skip
+        counted = run([*stack.compose, *query])  # the container's socket: trusted, as in the official image
+        assert int(counted.stdout.strip()) == len(tasks)
 
     run([*stack.compose, "down", "-v"])
     assert project_leftovers(stack.project) == []

@@ -10,10 +10,11 @@ from benchmarks import replay as bench
 from converters.windows import WindowStore
 from converters.windowset import WindowSet, save_windowset
 from ls_backend.config import Settings
-from ls_backend.loop import Labeled, Plan, learn
+from ls_backend.loop import Labeled, Plan, cold_embedder, in_batches, learn, rank
 from ls_backend.model import SpikeDetector
 from ls_backend.model.pretrain import (
     PretrainParams,
+    TrunkEmbedder,
     load_encoder,
     pretrain_encoder,
     pretrain_from_stores,
@@ -86,6 +87,36 @@ def test_the_first_model_of_a_plan_with_an_encoder_starts_from_it():
     assert same(first.module_.state_dict(), second.module_.state_dict())
 
 
+def test_the_trunk_embeds_windows_by_their_most_telling_channel():
+    X, _ = toy_windows(n_times=64)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    embed = TrunkEmbedder(encoder.state, TINY)
+    X = X[:6].copy()
+    X[1, 1:] = np.nan  # one channel left
+    X[2] = np.nan  # none
+    out = embed(X)
+    assert out.shape == (6, 2 * TINY["width"]) and np.isfinite(out).all() and not out[2].any()
+    assert np.allclose(out[1], embed(X[1:2, :1])[0], atol=1e-5)  # absent channels do not count
+    assert np.allclose(embed(X[[0, 3]]), out[[0, 3]], atol=1e-5)  # a window's embedding is its own
+
+
+def test_the_cold_start_ranking_uses_the_encoders_embeddings_when_asked():
+    X, _ = toy_windows(n_times=64)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    assert cold_embedder(Plan(model=TINY, encoder=encoder.state)) is None  # off by default
+    assert cold_embedder(Plan(model=TINY, cold_embeddings=True)) is None  # nothing pretrained
+    embedder = cold_embedder(Plan(model=TINY, encoder=encoder.state, cold_embeddings=True))
+    assert isinstance(embedder, TrunkEmbedder)
+    calls = []
+
+    def recorded(windows):
+        calls.append(len(windows))
+        return embedder(windows)
+
+    ranking = rank(None, in_batches(X, 16), None, "mixed", 5, 0, 256.0, embedder=recorded)
+    assert sorted(ranking.order) == list(range(len(X))) and sum(calls) == len(X)
+
+
 def test_an_encoder_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
     X, _ = toy_windows(n_times=64)
     encoder = pretrain_encoder(sample_channel_windows([X], 100), TINY, PretrainParams(steps=2, batch_size=8), seed=0)
@@ -135,12 +166,14 @@ def test_quick_replay_with_pretraining_reuses_stored_references(tmp_path):
     first, second = tmp_path / "cold.json", tmp_path / "pretrained.json"
     common = ["--quick", "--windowset", str(path), "--target-patient", "P2", "--strategies", "random", "--seeds", "1"]
     assert bench.main([*common, "--jobs", "1", "--out", str(first)]) == 0
-    argv = [*common, "--jobs", "1", "--pretrain", "--warm-start", "--references-from", str(first), "--out", str(second)]
+    argv = [*common, "--jobs", "1", "--pretrain", "--warm-start", "--references-from", str(first), "--out", str(second),
+            "--cold-embeddings"]  # fmt: skip
     assert bench.main(argv) == 0
     result = json.loads(second.read_text())
-    assert set(result["curves"]) == {"random", "random+warm", "random+pretrain", "random+warm+pretrain"}
+    pretrained = {"random+pretrain", "random+warm+pretrain", "random+pretrain+embed"}
+    assert set(result["curves"]) == {"random", "random+warm", *pretrained}
     assert result["full_supervised"] == json.loads(first.read_text())["full_supervised"]  # not trained again
-    assert set(result["targets"]["pretrain_vs_not"]["per_variant"]) == {"random+pretrain", "random+warm+pretrain"}
+    assert set(result["targets"]["pretrain_vs_not"]["per_variant"]) == pretrained
     assert set(result["pretraining"]["per_seed"]) == {"0"}
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**json.loads(first.read_text()), "data": {"target": "P1"}}))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .estimator import OneCycle, SpikeDetector
+from .estimator import OneCycle, SpikeDetector, present_channels
 from .resnet1d import ResNet1d
 from .streams import num_threads
 
@@ -108,6 +108,34 @@ def architecture_of(model_params: Mapping[str, Any]) -> dict[str, Any]:
 def encoder_state(module: ResNet1d) -> dict[str, torch.Tensor]:
     """The trunk's entries of ``module``'s state dict (copies, on CPU)."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
+
+
+class TrunkEmbedder:
+    """Window embeddings ``[n, 2 * width]`` from a pretrained trunk alone, before any label (the cold-start
+    ranking's diversity): each channel's time mean and maximum of the feature map (what the contrastive objective
+    compares), then the maximum over the window's present channels (absent everywhere: zeros)."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], model_params: Mapping[str, Any], batch_size: int = 512):
+        detector = SpikeDetector(**{k: v for k, v in model_params.items() if k in (*ARCHITECTURE, "n_threads")})
+        self.n_threads = detector.n_threads
+        self.module = detector.build_module()
+        self.module.load_state_dict(dict(state), strict=False)  # the trunk; the head stays untrained and unused
+        self.module.eval()
+        self.batch_size = batch_size
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, np.float32)
+        win, chan = np.nonzero(present_channels(X))
+        per_channel = np.empty((len(win), 2 * self.module.embedding_dim), np.float32)
+        with torch.inference_mode(), num_threads(self.n_threads):
+            for first in range(0, len(win), self.batch_size):
+                rows = slice(first, first + self.batch_size)
+                features, mean = self.module.forward_features(torch.from_numpy(X[win[rows], chan[rows]]).unsqueeze(1))
+                per_channel[rows] = torch.cat([mean, features.amax(dim=-1)], dim=1).numpy()
+        out = np.full((len(X), per_channel.shape[1]), -np.inf, np.float32)
+        np.maximum.at(out, win, per_channel)
+        out[~np.isfinite(out)] = 0.0
+        return out
 
 
 # ---------------------------------------------------------------------------------------------- data
