@@ -6,7 +6,8 @@ before becomes stale. Label Studio deletes a prediction per request (about 90 ms
 next ranking. So a stale version is only recorded (``stale_rankings.json`` in the project's folder: a crash loses
 none), and one thread per process deletes the recorded versions a few predictions at a time. It pauses while a
 retraining of the project is on its way to a live ranking (``ranking_due``), so the next ranking goes first, and it
-never deletes the live or the previous version.
+never deletes the live or the previous version. While clinicians are labeling it deletes only a quarter of the
+time (:data:`ACTIVE_DUTY`), so that their requests rarely meet a locked database.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 DELETE_CHUNK = 20  # predictions deleted between two looks at the project's ranking_due flag
 DUE_MAX_AGE_SECONDS = 3600.0  # a ranking_due flag older than this was left by a crashed run: ignored
 RETRY_SECONDS = 60.0  # after Label Studio failed a round
+# While clinicians label (a retraining queued or finished within ACTIVE_SECONDS), Label Studio deletes only a
+# quarter of the time: on SQLite, a request that finds the database locked by a deletion is retried by Label
+# Studio after 1 s, and deleting without a pause put that second into 5 % of the labeling stream's requests.
+ACTIVE_SECONDS = 300.0
+ACTIVE_DUTY = 0.25
 
 
 def stale_versions(state: ProjectState) -> list[str]:
@@ -58,7 +64,10 @@ def delete_stale(client: Any, state: ProjectState, pause_seconds: float = 0.5) -
     for first in range(0, len(ids), DELETE_CHUNK):
         while state.ranking_due_since() > time.time() - DUE_MAX_AGE_SECONDS:  # a ranking is on its way: it first
             time.sleep(pause_seconds)
+        started = time.perf_counter()
         studio.delete_prediction_ids(client, ids[first : first + DELETE_CHUNK])
+        if labeling_active(state):
+            time.sleep((time.perf_counter() - started) * (1 / ACTIVE_DUTY - 1))
     with file_lock(state.lock("stale")):
         stale = _stale(state)
         left = [v for v in stale["versions"] if v not in versions]
@@ -66,6 +75,13 @@ def delete_stale(client: Any, state: ProjectState, pause_seconds: float = 0.5) -
                                                                               if v in stale["heads"]}})  # fmt: skip
     logger.info("project %s: %d predictions of %s deleted", state.key, len(ids), ", ".join(sorted(versions)))
     return len(ids)
+
+
+def labeling_active(state: ProjectState) -> bool:
+    """Whether clinicians are labeling the project: a retraining is queued, or one finished within
+    :data:`ACTIVE_SECONDS`."""
+    finished = (read_json(state.last_run) or {}).get("at", 0.0)
+    return state.retrain_marker.exists() or time.time() - finished < ACTIVE_SECONDS
 
 
 def _prediction_ids(client: Any, state: ProjectState, versions: set[str], heads: dict[str, list[int]]) -> list[int]:

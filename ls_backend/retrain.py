@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 PUSH_BATCH = 500
 PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: no tie with the next part's first
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
-WRITTEN_TASKS = 1000  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
+WRITTEN_TASKS = 500  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
 RANKING_BATCH = 10  # windows chosen jointly (no near-duplicates among them): what a clinician labels between runs
 PLAN = Plan()  # how a retraining trains (epochs, validation, pseudo-labels): the replay benchmark's default too
 

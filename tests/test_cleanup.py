@@ -14,7 +14,7 @@ import pytest
 
 from ls_backend import cleanup
 from ls_backend.config import Settings
-from ls_backend.project_state import ProjectState
+from ls_backend.project_state import ProjectState, write_json_atomic
 
 
 class FakePredictions:
@@ -119,3 +119,22 @@ def test_resume_hands_over_what_a_stopped_process_left(state, monkeypatch):
     cleanup.retire(state, stale("p3-v0001"))
     cleanup.resume(Settings(model_dir=state.model_dir))
     assert submitted == ["3"]
+
+
+@pytest.mark.parametrize("active", [False, True])
+def test_deletion_pauses_between_chunks_while_clinicians_label(state, monkeypatch, active):
+    monkeypatch.setattr(cleanup, "DELETE_CHUNK", 2)
+    slept = []
+    monkeypatch.setattr(cleanup.time, "sleep", slept.append)
+    write_json_atomic(state.last_run, {"at": time.time() - (0 if active else 2 * cleanup.ACTIVE_SECONDS)})
+    assert cleanup.labeling_active(state) == active
+    cleanup.retire(state, stale("p3-v0001"))
+    predictions = FakePredictions({i: "p3-v0001" for i in range(6)})
+    cleanup.delete_stale(SimpleNamespace(predictions=predictions), state)
+    assert len(predictions.deleted) == 6 and len(slept) == (3 if active else 0)
+
+
+def test_a_queued_retraining_means_clinicians_are_labeling(state):
+    assert not cleanup.labeling_active(state)
+    state.retrain_marker.write_text("{}")
+    assert cleanup.labeling_active(state)
