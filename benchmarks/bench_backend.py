@@ -11,7 +11,6 @@ the queue starts (the job here records its runs instead of calling Label Studio:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from benchmarks import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -140,14 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in latency:
         print(f"{row['n_tasks']:>6}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['first_call_ms']:>10.1f}")
     print(f"webhook burst: {burst}")
-    meta = {
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg()[0],
-        "command": "python -m benchmarks.bench_backend " + " ".join(argv or sys.argv[1:]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "predict": latency, "webhook_burst": burst}, indent=2))
-    print(f"wrote {args.out}")
+    write_result({"predict": latency, "webhook_burst": burst}, args.out, "bench_backend", argv)
     return 0
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
 import tempfile
 import time
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import write_result
 from converters.synthetic import PATIENTS, PatientProfile, with_n_channels, write_bids
 
 HERE = Path(__file__).resolve().parent
@@ -107,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'channels':>9}{'p50 s':>8}{'p95 s':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args.tasks)
-    command = "python -m benchmarks.bench_labeling_page " + " ".join(argv or sys.argv[1:])
-    result["meta"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "command": command}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out, "bench_labeling_page", argv)
     return 0
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import write_result
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # studio_server.py starts the Label Studio server
@@ -227,11 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args.tasks, args.labels, args.debounce)
-    result["meta"] = {
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg()[0],
-        "command": "python -m benchmarks.bench_time_to_ranking " + " ".join(argv or sys.argv[1:]),
-    }
     print(f"{'last run, stage':<38}{'seconds':>9}")
     for name, value in result["last_run"]["seconds"].items():
         print(f"{'  ' + name:<38}{value:>9.1f}")
@@ -246,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'old_rankings_deleted_after_run_seconds':<38}{result['old_rankings_deleted_after_run_seconds']:>9.1f}")
     print(f"labeling stream during the run: {result['labeling_stream_during_run']}")
     print(f"labeling stream during the deletion: {result['labeling_stream_during_cleanup']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out, "bench_time_to_ranking", argv)
     return 0
 
 

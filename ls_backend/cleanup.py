@@ -46,10 +46,8 @@ def retire(state: ProjectState, versions: dict[str | None, list[int] | None]) ->
     if new:
         with file_lock(state.lock("stale")):
             stale = _stale(state)
-            heads = stale["heads"] | {v: tasks for v, tasks in new.items() if tasks is not None}
-            write_json_atomic(
-                state.stale_rankings, {"versions": _unique(stale["versions"] + list(new)), "heads": heads}
-            )
+            known = {v: tasks for v, tasks in new.items() if tasks is not None}
+            _write_stale(state, _unique(stale["versions"] + list(new)), stale["heads"] | known)
 
 
 def delete_stale(client: Any, state: ProjectState, pause_seconds: float = 0.5) -> int:
@@ -70,9 +68,7 @@ def delete_stale(client: Any, state: ProjectState, pause_seconds: float = 0.5) -
             time.sleep((time.perf_counter() - started) * (1 / ACTIVE_DUTY - 1))
     with file_lock(state.lock("stale")):
         stale = _stale(state)
-        left = [v for v in stale["versions"] if v not in versions]
-        write_json_atomic(state.stale_rankings, {"versions": left, "heads": {v: stale["heads"][v] for v in left
-                                                                              if v in stale["heads"]}})  # fmt: skip
+        _write_stale(state, [v for v in stale["versions"] if v not in versions], stale["heads"])
     logger.info("project %s: %d predictions of %s deleted", state.key, len(ids), ", ".join(sorted(versions)))
     return len(ids)
 
@@ -97,6 +93,13 @@ def _prediction_ids(client: Any, state: ProjectState, versions: set[str], heads:
 def _stale(state: ProjectState) -> dict:
     stale = read_json(state.stale_rankings) or {}
     return {"versions": list(stale.get("versions", [])), "heads": dict(stale.get("heads", {}))}
+
+
+def _write_stale(state: ProjectState, versions: list[str], heads: dict[str, list[int]]) -> None:
+    """The stale rankings, with the heads of those among ``versions`` (under the ``stale`` lock)."""
+    write_json_atomic(
+        state.stale_rankings, {"versions": versions, "heads": {v: heads[v] for v in versions if v in heads}}
+    )
 
 
 class RankingCleaner:

@@ -112,8 +112,8 @@ def encoder_state(module: ResNet1d) -> dict[str, torch.Tensor]:
 
 class TrunkEmbedder:
     """Window embeddings ``[n, 2 * width]`` from a pretrained trunk alone, before any label (the cold-start
-    ranking's diversity): each channel's time mean and maximum of the feature map (what the contrastive objective
-    compares), then the maximum over the window's present channels (absent everywhere: zeros)."""
+    ranking's diversity): each channel's :func:`pooled_features` (what the contrastive objective compares), then
+    the maximum over the window's present channels (absent everywhere: zeros)."""
 
     def __init__(self, state: Mapping[str, torch.Tensor], model_params: Mapping[str, Any], batch_size: int = 512):
         detector = SpikeDetector(**{k: v for k, v in model_params.items() if k in (*ARCHITECTURE, "n_threads")})
@@ -130,8 +130,7 @@ class TrunkEmbedder:
         with torch.inference_mode(), num_threads(self.n_threads):
             for first in range(0, len(win), self.batch_size):
                 rows = slice(first, first + self.batch_size)
-                features, mean = self.module.forward_features(torch.from_numpy(X[win[rows], chan[rows]]).unsqueeze(1))
-                per_channel[rows] = torch.cat([mean, features.amax(dim=-1)], dim=1).numpy()
+                per_channel[rows] = pooled_features(self.module, torch.from_numpy(X[win[rows], chan[rows]])).numpy()
         out = np.full((len(X), per_channel.shape[1]), -np.inf, np.float32)
         np.maximum.at(out, win, per_channel)
         out[~np.isfinite(out)] = 0.0
@@ -227,6 +226,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return nn.functional.cross_entropy(sim, target)
 
 
+def pooled_features(encoder: ResNet1d, x: torch.Tensor) -> torch.Tensor:
+    """The time mean and the time maximum of the feature map of each channel-window of ``x`` ``[B, T]``:
+    ``[B, 2 * width]``."""
+    features, mean = encoder.forward_features(x.unsqueeze(1))
+    return torch.cat([mean, features.amax(dim=-1)], dim=1)
+
+
 class ContrastiveModel(nn.Module):
     """The encoder, its pooling (time mean and maximum of the feature map) and a projection head."""
 
@@ -239,8 +245,7 @@ class ContrastiveModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features, mean = self.encoder.forward_features(x.unsqueeze(1))
-        return self.projection(torch.cat([mean, features.amax(dim=-1)], dim=1))
+        return self.projection(pooled_features(self.encoder, x))
 
     def loss(self, x: torch.Tensor, params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
         """NT-Xent between two random views of each channel-window of ``x`` ``[B, T]``."""
