@@ -9,11 +9,14 @@ seeds); a compute-matched one (as many training windows as a replay's last model
 ``--pretrain`` adds the loop whose first model starts from an encoder pretrained (self-supervised,
 :mod:`ls_backend.model.pretrain`) on the target's unlabeled windows, pool and test alike, never their labels (with
 ``--warm-start`` too: also from a cohort model trained from that encoder); with ``--cold-embeddings`` also the one
-that chooses its first batch with the diversity of that encoder's embeddings (``+embed``).
+that chooses its first batch with the diversity of that encoder's embeddings (``+embed``). ``--consistency`` adds
+the loop whose models also learn from the unlabeled windows by consistency between views
+(:mod:`ls_backend.model.consistency`, ``+consistency``; with ``--pretrain`` also from the pretrained encoder).
 
     python -m benchmarks.replay                                   # synthetic A-D, target D, 5 strategies x 3 seeds
     python -m benchmarks.replay --warm-start --jobs 2
     python -m benchmarks.replay --target-patient A --strategies random mixed --pretrain --budget 100
+    python -m benchmarks.replay --target-patient B --strategies mixed --consistency --budget 100
     python -m benchmarks.replay --windowset sets/cohort.npz --target-patient P07
     python -m benchmarks.replay --recordings bids_root --target-patient P02
     python -m benchmarks.replay --quick --out /tmp/replay.json     # tiny, for CI
@@ -66,6 +69,8 @@ METRICS = ("auprc", "f1")
 WARM = "+warm"  # suffix of the warm-start variant of a strategy
 PRETRAIN = "+pretrain"  # suffix of the variant whose first model starts from the pretrained encoder
 EMBED = "+embed"  # after PRETRAIN: the first batch is also chosen with the encoder's embeddings (--cold-embeddings)
+CONSISTENT = "+consistency"  # last: the models also learn from unlabeled windows by consistency (--consistency)
+CONSISTENCY_WEIGHT = 1.0  # of the consistency term, against the supervised loss (FixMatch's lambda)
 AT_LABELS = (20, 50, 100)  # label counts whose scores the summary reports
 SPLIT_BLOCK = 10  # consecutive windows assigned together to pool or test (neighbours share events)
 TARGET_MINUTES, COHORT_MINUTES = 20.0, 5.0
@@ -213,13 +218,21 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
         out = compute_matched_reference(data, settings, seed)
     else:
         cohort = start_from if isinstance(start_from, SpikeDetector) else None
-        if isinstance(start_from, dict):
-            plan = replace(settings.plan, encoder=start_from, cold_embeddings=name.endswith(EMBED))
-            settings = replace(settings, plan=plan)
+        settings = replace(settings, plan=variant_plan(name, settings.plan, start_from))
         out = [r.to_dict() for r in replay(strategy_of(name), data, settings, seed, _STATE["sfreq"], cohort)]
     seconds = time.perf_counter() - start
     print(f"  {kind} {name} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)
     return out, seconds
+
+
+def variant_plan(name: str, plan: Plan, start_from: Any) -> Plan:
+    """The plan of a variant: consistency training for ``+consistency``, the first model from the encoder
+    ``start_from`` (a state dict) for ``+pretrain``, the encoder's embeddings for the first batch for ``+embed``."""
+    if name.endswith(CONSISTENT):
+        plan = replace(plan, model={**plan.model, "consistency_weight": CONSISTENCY_WEIGHT})
+    if isinstance(start_from, dict):
+        plan = replace(plan, encoder=start_from, cold_embeddings=name.removesuffix(CONSISTENT).endswith(EMBED))
+    return plan
 
 
 def run_jobs(jobs: list[tuple], n_workers: int, initargs: tuple) -> dict[tuple, dict]:
@@ -358,8 +371,8 @@ def labels_to_match(curves: dict[str, dict[int, list[dict]]], a: str, b: str, me
 
 def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | None = None) -> dict[str, Any]:
     """The issue's targets, measured: mixed vs random (<= 1/3 of the labels); warm vs cold start (>= 1/2 saved);
-    pretrained vs not (>= 1/2 saved, >= 90 % of the reference at 50 labels). With ``curves``, also the labels mixed
-    needs to match random's final score (per seed)."""
+    pretrained vs not (>= 1/2 saved, >= 90 % of the reference at 50 labels), the same for consistency training vs
+    not. With ``curves``, also the labels mixed needs to match random's final score (per seed)."""
     out: dict[str, Any] = {"mixed_vs_random": {**compare(summary, "mixed", "random", budget), "target": "<= 1/3"}}
     if curves is not None:
         out["mixed_matches_random_final"] = labels_to_match(curves, "mixed", "random")
@@ -370,19 +383,22 @@ def targets(summary: dict, warm_names: list[str], budget: int, curves: dict | No
             saved = None if c["ratio"] is None else 1 - c["ratio"]
             savings[name] = {"labels_saved": saved, **c}
         out["warm_vs_cold"] = {"per_strategy": savings, "target": "labels saved >= 0.5"}
-    pretrained = [name for name in summary if name.removesuffix(EMBED).endswith(PRETRAIN)]
-    if pretrained:
-        out["pretrain_vs_not"] = {
-            "per_variant": {name: pretrain_gain(summary, name, budget) for name in pretrained},
-            "target": "labels saved >= 0.5, and at 50 labels >= 0.9 of the converged reference",
-        }
+    pretrained = {
+        n: n.removesuffix(EMBED).removesuffix(PRETRAIN) for n in summary if n.removesuffix(EMBED).endswith(PRETRAIN)
+    }
+    consistent = {n: n.removesuffix(CONSISTENT) for n in summary if n.endswith(CONSISTENT)}
+    for key, variants in (("pretrain_vs_not", pretrained), ("consistency_vs_not", consistent)):
+        if variants:
+            out[key] = {
+                "per_variant": {n: gain(summary, n, base, budget) for n, base in variants.items() if base in summary},
+                "target": "labels saved >= 0.5, and at 50 labels >= 0.9 of the converged reference",
+            }
     return out
 
 
-def pretrain_gain(summary: dict, name: str, budget: int) -> dict[str, Any]:
-    """The pretrained variant ``name`` against the same variant without pretraining: labels saved to 95 % of the
-    reference, and both variants' AUPRC at 50 labels over the reference."""
-    base = name.removesuffix(EMBED).removesuffix(PRETRAIN)
+def gain(summary: dict, name: str, base: str, budget: int) -> dict[str, Any]:
+    """Variant ``name`` against the variant ``base`` it adds to: labels saved to 95 % of the reference, and both
+    variants' AUPRC at 50 labels over the reference."""
     c = compare(summary, name, base, budget)
     at_50 = {n: summary[n]["auprc"]["at_labels"].get("50", {}).get("relative") for n in (name, base) if n in summary}
     return {"labels_saved": None if c["ratio"] is None else 1 - c["ratio"], **c, "relative_at_50": at_50}
@@ -503,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --pretrain: also the variant that chooses the first batch with the pretrained encoder's embeddings "
         "(suffix +embed)",
+    )
+    parser.add_argument(
+        "--consistency",
+        action="store_true",
+        help="also replay every strategy (and, with --pretrain, every pretrained one) with consistency training on "
+        "the unlabeled windows (suffix +consistency)",
     )
     parser.add_argument(
         "--pretrain-steps", type=int, help=f"pretraining steps (default {FULL.pretrain.steps}; --quick: fewer)"
@@ -627,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     stored = {} if args.references_from is None else stored_references(args.references_from, info)
     first = first if not stored else []
     first += [("replay", n, s, None) for n in args.strategies for s in seeds]
+    first += [("replay", n + CONSISTENT, s, None) for n in args.strategies for s in seeds if args.consistency]
     first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
     first += [("pretrain", "pretrain", s, None) for s in seeds if args.pretrain]
     done = stored | run_jobs(first, args.jobs, initargs)
@@ -641,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
         later += [("replay", n + PRETRAIN, s, encoders[s].state) for n in args.strategies for s in seeds]
         if args.cold_embeddings:
             later += [("replay", n + PRETRAIN + EMBED, s, encoders[s].state) for n in args.strategies for s in seeds]
+        if args.consistency:
+            later += [
+                ("replay", n + PRETRAIN + CONSISTENT, s, encoders[s].state) for n in args.strategies for s in seeds
+            ]
         later += [("cohort", "cohort" + PRETRAIN, s, encoders[s].state) for s in seeds if warm_names]
     done |= run_jobs(later, args.jobs, initargs)
     if args.pretrain and warm_names:
@@ -686,9 +713,11 @@ class Run:
         full = {k[2]: v["result"] for k, v in done.items() if k[0] == "full"}
         matched = {k[2]: v["result"] for k, v in done.items() if k[0] == "matched"}
         names = list(args.strategies) + [n + WARM for n in warm_names]
+        names += [n + CONSISTENT for n in args.strategies if args.consistency]
         if self.pretrain is not None:
             names += [n + PRETRAIN for n in args.strategies] + [n + WARM + PRETRAIN for n in warm_names]
             names += [n + PRETRAIN + EMBED for n in args.strategies if args.cold_embeddings]
+            names += [n + PRETRAIN + CONSISTENT for n in args.strategies if args.consistency]
         curves = {n: {s: done[("replay", n, s)]["result"] for s in seeds} for n in names}
         summary = summarize(curves, full)
         return {

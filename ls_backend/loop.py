@@ -148,7 +148,8 @@ def train_and_validate(
     """Fit a candidate (warm from the serving model) and score both on a held-back slice of the labels.
 
     With unlabeled windows ``X_free`` and labels of both classes, confident ones join training as pseudo-labels
-    (recomputed every run, never instead of a human label, never in the validation slice)."""
+    (recomputed every run, never instead of a human label, never in the validation slice); with
+    ``consistency_weight`` in ``plan.model``, every fit also learns from them by consistency."""
     hard = is_spike(labeled.y)
     full = labeled.full_weight()
     validation = np.zeros(len(labeled), bool)
@@ -175,7 +176,7 @@ def train_and_validate(
         )
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
     else:
-        candidate.fit(train.X, train.y, train.weight, dense_targets=train.dense, init_from=init)
+        candidate.fit(train.X, train.y, train.weight, dense_targets=train.dense, init_from=init, X_unlabeled=X_free)
     if validation.any():
         X_val = labeled.X[validation]
         metrics["candidate_auprc"] = auprc(hard[validation], candidate.predict_proba(X_val))

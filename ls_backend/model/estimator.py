@@ -30,6 +30,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.base import clone as sklearn_clone
 
+from .consistency import RATIO, ConsistencyTerm
 from .losses import balanced_indices, soft_focal_loss
 from .metrics import auprc
 from .regions import Region, extract_regions
@@ -155,7 +156,8 @@ class SpikeDetector(BaseEstimator):
     to the true prevalence of the training labels, so 0.5 means even odds on real data), ``pos_weight`` (None: 1
     with balanced sampling, else n_negative / n_positive), ``dense_weight`` of the dense loss, ``freeze_blocks``
     (stem + first k blocks kept fixed when warm-starting), ``max_train_channels`` (see :meth:`_select_channels`;
-    None: all), ``seed``.
+    None: all), ``consistency_weight`` of the consistency term on ``fit``'s unlabeled windows with its confidence
+    ``consistency_threshold`` (:mod:`~ls_backend.model.consistency`; 0: off), ``seed``.
     Inference: ``threshold`` for regions and F1, ``precision`` ("float32" or "bfloat16" autocast), ``n_threads``
     (None: torch's setting; inference runs that many single-threaded streams of batches, see
     :mod:`ls_backend.model.streams`). ``sfreq`` converts samples to seconds.
@@ -187,6 +189,8 @@ class SpikeDetector(BaseEstimator):
         dense_weight: float = 1.0,
         freeze_blocks: int = 0,
         max_train_channels: int | None = 4,
+        consistency_weight: float = 0.0,
+        consistency_threshold: float = 0.95,
         threshold: float = 0.5,
         precision: str = "float32",
         n_threads: int | None = None,
@@ -214,6 +218,8 @@ class SpikeDetector(BaseEstimator):
         self.dense_weight = dense_weight
         self.freeze_blocks = freeze_blocks
         self.max_train_channels = max_train_channels
+        self.consistency_weight = consistency_weight
+        self.consistency_threshold = consistency_threshold
         self.threshold = threshold
         self.precision = precision
         self.n_threads = n_threads
@@ -278,6 +284,7 @@ class SpikeDetector(BaseEstimator):
         dense_targets: np.ndarray | None = None,
         init_from: SpikeDetector | dict | None = None,
         eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+        X_unlabeled: np.ndarray | None = None,
     ) -> SpikeDetector:
         """Train on windows ``X`` with window labels ``y`` in [0, 1] (soft labels welcome).
 
@@ -286,7 +293,8 @@ class SpikeDetector(BaseEstimator):
         its ``state_dict``) warm-starts from its weights (same architecture), freezing ``freeze_blocks``; a state
         dict without the head's entries (a pretrained encoder, :mod:`~ls_backend.model.pretrain`) starts the trunk
         from it and the head fresh;
-        ``eval_set`` ``(X_val, y_val)`` is scored each epoch and the best epoch's weights are kept.
+        ``eval_set`` ``(X_val, y_val)`` is scored each epoch and the best epoch's weights are kept; unlabeled windows
+        ``X_unlabeled`` (same channels and length) add the consistency term when ``consistency_weight`` > 0.
         """
         X = np.asarray(X, np.float32)
         y = np.asarray(y, np.float32)
@@ -317,7 +325,8 @@ class SpikeDetector(BaseEstimator):
             self.warm_started_ = init_from is not None
             self.logit_offset_ = self._prior_offset(y, weight)
             if self.epochs > 0 and weight.sum() > 0:
-                self._train(np.nan_to_num(X, nan=0.0), present, y, weight, dense, eval_set)
+                consistency = self._consistency_term(X_unlabeled, X.shape[2])
+                self._train(np.nan_to_num(X, nan=0.0), present, y, weight, dense, eval_set, consistency)
             module.eval()
             self._fused = None
         return self
@@ -337,6 +346,17 @@ class SpikeDetector(BaseEstimator):
             return 0.0
         sampled = float(np.clip(self.positive_fraction, 1e-3, 1 - 1e-3))
         return float(np.log(prevalence / (1 - prevalence)) - np.log(sampled / (1 - sampled)))
+
+    def _consistency_term(self, X_unlabeled: np.ndarray | None, n_times: int) -> ConsistencyTerm | None:
+        """The consistency term on ``X_unlabeled`` (None when off, or without unlabeled channel-windows)."""
+        if self.consistency_weight <= 0 or X_unlabeled is None or not len(X_unlabeled):
+            return None
+        if np.ndim(X_unlabeled) != 3 or np.shape(X_unlabeled)[2] != n_times:
+            raise ValueError(
+                f"X_unlabeled must be windows [n, n_chans, {n_times}] like X, got shape {np.shape(X_unlabeled)}"
+            )
+        term = ConsistencyTerm(X_unlabeled, self.consistency_threshold, self.logit_offset_, self.sharpness, self.seed)
+        return term if len(term) else None
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         if self.freeze_blocks <= 0:
@@ -387,6 +407,7 @@ class SpikeDetector(BaseEstimator):
         weight: np.ndarray,
         dense: np.ndarray | None,
         eval_set: tuple[np.ndarray, np.ndarray] | None,
+        consistency: ConsistencyTerm | None = None,
     ) -> None:
         module = self.module_
         frozen = self._frozen_modules()
@@ -440,12 +461,17 @@ class SpikeDetector(BaseEstimator):
                         ).mean(dim=1)
                         w = torch.from_numpy(weight[idx][sel])
                         loss = loss + self.dense_weight * (loss_d * w).sum() / max(float(w.sum()), 1e-6)
+                if consistency is not None and (term := consistency(module, RATIO * len(idx))) is not None:
+                    loss = loss + self.consistency_weight * term
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 total_loss += float(loss.detach())
             record = {"epoch": epoch + 1, "loss": total_loss / steps}
+            if consistency is not None:
+                record |= {"consistent_positive": consistency.n_positive, "consistent_negative": consistency.n_negative}
+                consistency.n_positive = consistency.n_negative = 0  # per epoch
             if eval_set is not None:
                 module.eval()
                 self._fused = None  # the weights changed: refold

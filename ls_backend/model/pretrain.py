@@ -18,7 +18,6 @@ memory does not grow with the recording; :func:`pretrain_encoder` trains a fixed
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from torch import nn
 from .estimator import OneCycle, SpikeDetector, present_channels
 from .resnet1d import ResNet1d
 from .streams import num_threads
+from .views import random_view
 
 logger = logging.getLogger(__name__)
 
@@ -201,18 +201,9 @@ def _one_channel_each(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(x: torch.Tensor, params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
-    """A random view of each channel-window ``[B, T]``: a crop shifted by up to ``max_shift`` of ``T`` (every view
-    as long), an amplitude scale, a sign flip, Gaussian noise; ``[B, T - 2 * shift]``."""
-    B, T = x.shape
-    shift = int(params.max_shift * T)
-    offsets = torch.randint(0, 2 * shift + 1, (B,), generator=generator)
-    idx = offsets[:, None] + torch.arange(T - 2 * shift)[None, :]
-    view = torch.gather(x, 1, idx)
-    low, high = math.log(params.scale_range[0]), math.log(params.scale_range[1])
-    scale = torch.exp(low + (high - low) * torch.rand(B, 1, generator=generator))
-    sign = torch.where(torch.rand(B, 1, generator=generator) < 0.5, -1.0, 1.0)
-    noise = torch.randn(view.shape, generator=generator) * params.noise * view.std(dim=1, keepdim=True)
-    return (view + noise) * scale * sign
+    """A random view (:func:`~ls_backend.model.views.random_view`) of each channel-window ``[B, T]`` with the
+    pretraining's distortions."""
+    return random_view(x, params.max_shift, params.scale_range, params.noise, generator)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -166,12 +166,18 @@ def fit_with_pseudo_labels(
     unlabelled windows with the current fit and refit on both (each round starts from the previous round's weights;
     pseudo-labels are recomputed from scratch every round, so a window may enter and leave). ``dense_targets`` of the
     labelled windows (NaN rows: unknown time course) are kept; pseudo-labelled windows have none. ``refit_epochs``
-    (default: the model's) is for the refits, which start from the previous fit's weights."""
+    (default: the model's) is for the refits, which start from the previous fit's weights. Every fit also learns
+    from the unlabelled windows by consistency when the model's ``consistency_weight`` asks for it."""
     params = params or PseudoLabelParams()
     n_lab = len(X_labelled)
     weight = np.ones(n_lab, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
     fitted = model.clone().fit(
-        X_labelled, y_labelled, sample_weight=weight, init_from=init_from, dense_targets=dense_targets
+        X_labelled,
+        y_labelled,
+        sample_weight=weight,
+        init_from=init_from,
+        dense_targets=dense_targets,
+        X_unlabeled=X_unlabelled,
     )
     dense_all = None
     if dense_targets is not None:
@@ -192,7 +198,12 @@ def fit_with_pseudo_labels(
         dense_keep = None if dense_all is None else dense_all[keep]
         refit = model.clone() if refit_epochs is None else model.clone(epochs=refit_epochs)
         fitted = refit.fit(
-            X_all[keep], y_all[keep], sample_weight=w_all[keep], init_from=fitted, dense_targets=dense_keep
+            X_all[keep],
+            y_all[keep],
+            sample_weight=w_all[keep],
+            init_from=fitted,
+            dense_targets=dense_keep,
+            X_unlabeled=X_unlabelled,
         )
     return fitted, log
 
