@@ -210,7 +210,8 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
         out = fit_cohort(data, settings, seed, _STATE["cohort_epochs"], init_from=start_from)
     elif kind == "pretrain":
         params: PretrainParams = _STATE["pretrain"]
-        windows = sample_channel_windows([data.pool_X, data.test_X], params.n_windows, seed)
+        sources = [data.pool_X, data.test_X]
+        windows = sample_channel_windows(sources, params.n_windows, seed, params.transient_share, _STATE["sfreq"])
         out = pretrain_encoder(windows, settings.plan.model, params, seed)
     elif kind == "full":
         out = converged_reference(data, settings, seed)
@@ -529,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pretrain-steps", type=int, help=f"pretraining steps (default {FULL.pretrain.steps}; --quick: fewer)"
     )
+    parser.add_argument(
+        "--pretrain-transients",
+        type=float,
+        metavar="SHARE",
+        help="share of the pretraining's channel-windows taken from the window's most transient channel (default 0: "
+        "random channels)",
+    )
     parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
@@ -630,7 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings.check(data.n_pool)
     seeds = list(range(args.seeds))
-    pretrain = replace(preset.pretrain, steps=args.pretrain_steps or preset.pretrain.steps)
+    pretrain = replace(
+        preset.pretrain,
+        steps=args.pretrain_steps or preset.pretrain.steps,
+        transient_share=args.pretrain_transients or preset.pretrain.transient_share,
+    )
     pretrain.check()
     initargs = (data, settings, ws.sfreq, preset.cohort_epochs, pretrain)
     if args.update_references:

@@ -2,12 +2,15 @@
 
     python -m benchmarks.replay_compare benchmarks/results/replay_{A,B,C,D}.json \
         --out benchmarks/results/strategies.json
+    python -m benchmarks.replay_compare replay_pretrain_B.json replay_transients_B.json=@transients   # renamed
 
 For every patient (one ``benchmarks.replay`` result file each) and strategy: the area under the learning curve
 relative to the converged fully supervised reference (mean ± SD over the seeds), the seeds reaching 95 % of it, and
 the final AUPRC. Then, for every pair of strategies, the paired difference of the area under the curve over the
 same seeds (the same data split and first labels): its mean, a 95 % interval (t distribution), and on how many
-seeds the first one is ahead. A difference whose interval excludes 0 is beyond the seed noise.
+seeds the first one is ahead. A difference whose interval excludes 0 is beyond the seed noise. ``FILE=@TAG``
+appends ``@TAG`` to the names of that file's variants that hold a ``+`` (two runs of one variant with different
+settings, side by side; the plain strategies keep their names).
 """
 
 from __future__ import annotations
@@ -86,14 +89,26 @@ def table(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tagged(result: dict[str, Any], tag: str) -> dict[str, Any]:
+    """``result`` with ``tag`` appended to the names of its variants (names with a ``+``) in curves and summary."""
+    if not tag:
+        return result
+    for key in ("curves", "summary"):
+        result[key] = {(name + tag if "+" in name else name): v for name, v in result[key].items()}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replay_compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, nargs="+", help="benchmarks.replay result files (of one or more targets)")
+    parser.add_argument(
+        "results", nargs="+", help="benchmarks.replay result files (of one or more targets), each optionally =@TAG"
+    )
     parser.add_argument("--out", type=Path, help="JSON of the comparison")
     args = parser.parse_args(argv)
     results = {}
-    for path in args.results:  # files of one target: their variants side by side
-        result = json.loads(path.read_text())
+    for spec in args.results:  # files of one target: their variants side by side
+        path, _, tag = spec.partition("=")
+        result = tagged(json.loads(Path(path).read_text()), tag)
         if (earlier := results.get(result["data"]["target"])) is not None:
             earlier["curves"] |= result["curves"]
             earlier["summary"] |= result["summary"]

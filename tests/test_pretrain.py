@@ -53,6 +53,15 @@ def test_channel_windows_are_sampled_across_stores_from_usable_channels(tmp_path
         sample_channel_windows([X, np.random.default_rng(1).standard_normal((4, 2, 32)).astype(np.float32)], 40)
 
 
+def test_a_transient_share_of_the_channel_windows_comes_from_the_most_transient_channel():
+    X, y = toy_windows(30, n_chans=6, seed=3)  # every third window: a sharp transient on one channel
+    spiked = [X[i, np.abs(X[i]).max(axis=1).argmax()] for i in np.flatnonzero(y)]
+    drawn = sample_channel_windows([X[y == 1]], 40, seed=0, transient_share=1.0)
+    assert all(any(np.array_equal(w, s) for s in spiked) for w in drawn)
+    random = sample_channel_windows([X[y == 1]], 40, seed=0)
+    assert sum(any(np.array_equal(w, s) for s in spiked) for w in random) < 20
+
+
 @pytest.mark.parametrize("objective", ["contrastive", "masked"])
 def test_pretraining_lowers_its_loss(tmp_path, objective):
     store = WindowStore(write_store(tmp_path / "rec.h5"))
@@ -135,6 +144,7 @@ def test_an_encoder_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
         (PretrainParams(steps=0), "steps >= 1"),
         (PretrainParams(max_shift=0.6), "max_shift"),
         (PretrainParams(objective="jigsaw"), "objective"),
+        (PretrainParams(transient_share=1.5), "transient_share"),
     ],
 )
 def test_bad_pretraining_parameters_are_named(params, message):

@@ -170,3 +170,22 @@ def test_strategies_are_compared_seed_by_seed():
     assert 0 < pair["low"] < 0.1005 < pair["high"]  # ahead on every seed by about 0.1: beyond the seed noise
     assert out["strategies"]["mixed"]["aulc_relative_mean"] == pytest.approx((0.615 + 0.0005) / 0.8)
     assert "| D | mixed - random | +0.100 | [+0.100, +0.101] | 4/4 |" in replay_compare.table({"D": out})
+
+
+def test_two_runs_of_one_variant_are_compared_side_by_side_by_tag(tmp_path):
+    from benchmarks import replay_compare
+
+    def result(level):
+        curves = {name: {str(s): [{"labels": 20, "auprc": level + d}, {"labels": 40, "auprc": level + d}]
+                         for s in range(3)} for name, d in (("mixed", 0.0), ("mixed+pretrain", 0.1))}  # fmt: skip
+        summary = {n: {"auprc": {"labels_to_95": {"n_reached": 0}, "final": {"mean": level}}} for n in curves}
+        return {"data": {"target": "B"}, "curves": curves, "summary": summary, "settings": {"budget": 40},
+                "full_supervised": {"mean": {"auprc": 1.0}}}  # fmt: skip
+
+    for name, level in (("random.json", 0.3), ("transients.json", 0.3)):
+        (tmp_path / name).write_text(json.dumps(result(level)))
+    out = tmp_path / "compare.json"
+    files = [str(tmp_path / "random.json"), f"{tmp_path / 'transients.json'}=@transients"]
+    assert replay_compare.main([*files, "--out", str(out)]) == 0
+    strategies = json.loads(out.read_text())["B"]["strategies"]
+    assert set(strategies) == {"mixed", "mixed+pretrain", "mixed+pretrain@transients"}

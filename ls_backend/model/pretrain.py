@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..active.transients import TransientDetector
 from .estimator import OneCycle, SpikeDetector, present_channels
 from .resnet1d import ResNet1d
 from .streams import num_threads
@@ -50,7 +51,8 @@ class PretrainParams:
     scale in ``scale_range``, a sign flip, Gaussian noise of ``noise`` times the window's standard deviation.
     ``objective`` "masked" instead: spans of ``mask_span`` samples covering about ``mask_fraction`` of each window
     are zeroed and reconstructed from the feature map by a 1 x 1 convolution (mean squared error on them).
-    ``n_windows``: channel-windows sampled from the recording (the memory bound)."""
+    ``n_windows``: channel-windows sampled from the recording (the memory bound); ``transient_share`` of them are
+    the most transient channel of their window (the classical detector's peak over median), the rest a random one."""
 
     objective: str = "contrastive"
     mask_fraction: float = 0.25
@@ -65,6 +67,7 @@ class PretrainParams:
     scale_range: tuple[float, float] = (0.7, 1.4)
     noise: float = 0.1
     n_windows: int = 20000
+    transient_share: float = 0.0
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -74,6 +77,8 @@ class PretrainParams:
                 f"pretraining needs steps >= 1, batch_size >= 2 and n_windows >= 2, got steps={self.steps}, "
                 f"batch_size={self.batch_size}, n_windows={self.n_windows}"
             )
+        if not 0 <= self.transient_share <= 1:
+            raise ValueError(f"pretraining needs 0 <= transient_share <= 1, got {self.transient_share}")
         if not 0 <= self.max_shift < 0.5 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(
                 f"pretraining needs 0 <= max_shift < 0.5 and 0 < scale_range[0] <= scale_range[1], got "
@@ -162,11 +167,20 @@ class ArraySource:
         return np.asarray(self.X[rows], np.float32)
 
 
-def sample_channel_windows(sources: Sequence[WindowSource | np.ndarray], n: int, seed: int = 0) -> np.ndarray:
+def sample_channel_windows(
+    sources: Sequence[WindowSource | np.ndarray],
+    n: int,
+    seed: int = 0,
+    transient_share: float = 0.0,
+    sfreq: float = 256.0,
+) -> np.ndarray:
     """``n`` random single-channel windows ``[n, n_times]`` drawn across ``sources`` (window stores, or arrays
-    ``[n, n_chans, n_times]``) in proportion to their sizes: random windows, one random usable channel of each (no
-    NaN, not flat). Stores are read ``READ_CHUNK`` windows at a time, so memory is ``n`` channel-windows whatever
-    the length of the recordings; windows are drawn with replacement when the sources hold fewer than ``n``."""
+    ``[n, n_chans, n_times]``) in proportion to their sizes: random windows, one usable channel of each (no NaN, not
+    flat): for ``transient_share`` of them the channel where the classical detector's transient stands out most from
+    its own background (:class:`~ls_backend.active.transients.TransientDetector` at the store's ``sfreq``, else
+    ``sfreq``), for the others a random one. Stores are read ``READ_CHUNK`` windows at a time, so memory is ``n``
+    channel-windows whatever the length of the recordings; windows are drawn with replacement when the sources hold
+    fewer than ``n``."""
     wrapped = [ArraySource(s) if isinstance(s, np.ndarray) else s for s in sources]
     sizes = np.array([len(s) for s in wrapped], np.int64)
     if not len(wrapped) or sizes.sum() == 0:
@@ -178,8 +192,10 @@ def sample_channel_windows(sources: Sequence[WindowSource | np.ndarray], n: int,
         if count == 0:
             continue
         rows = np.sort(rng.choice(size, count, replace=bool(count > size)))
+        detector = TransientDetector(sfreq=float(getattr(source, "sfreq", sfreq))) if transient_share > 0 else None
         for first in range(0, len(rows), READ_CHUNK):
-            parts.append(_one_channel_each(source.read_rows(rows[first : first + READ_CHUNK]), rng))
+            X = source.read_rows(rows[first : first + READ_CHUNK])
+            parts.append(_one_channel_each(X, rng, transient_share, detector))
     lengths = sorted({part.shape[1] for part in parts})
     if len(lengths) > 1:
         raise ValueError(f"pretraining needs windows of one length; the window stores have {lengths} samples")
@@ -189,11 +205,23 @@ def sample_channel_windows(sources: Sequence[WindowSource | np.ndarray], n: int,
     return windows[rng.permutation(len(windows))]
 
 
-def _one_channel_each(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One random usable channel of each window ``[n, n_chans, n_times]`` (windows without one are left out)."""
+def _one_channel_each(
+    X: np.ndarray,
+    rng: np.random.Generator,
+    transient_share: float = 0.0,
+    detector: TransientDetector | None = None,
+) -> np.ndarray:
+    """One usable channel of each window ``[n, n_chans, n_times]`` (windows without one are left out): the most
+    transient one (``detector``'s peak over median) for ``transient_share`` of the windows, else a random one."""
     usable = np.isfinite(X).all(axis=2) & (np.nan_to_num(X).std(axis=2) > 1e-6)
     keep = np.flatnonzero(usable.any(axis=1))
-    scores = np.where(usable[keep], rng.random(usable[keep].shape), -1.0)
+    scores = rng.random(usable[keep].shape)
+    if detector is not None and transient_share > 0:
+        transient = rng.random(len(keep)) < transient_share
+        if transient.any():
+            stand_out = detector.features(X[keep[transient]])[..., 1]  # NaN where absent
+            scores[transient] = 1.0 + np.nan_to_num(stand_out, nan=-np.inf) / 1e3  # above any random score
+    scores = np.where(usable[keep], scores, -np.inf)
     return np.ascontiguousarray(X[keep, scores.argmax(axis=1)], dtype=np.float32)
 
 
@@ -336,7 +364,8 @@ def pretrain_from_stores(
     seed: int = 0,
 ) -> PretrainedEncoder:
     """:func:`sample_channel_windows` from a patient's window stores, then :func:`pretrain_encoder`."""
-    return pretrain_encoder(sample_channel_windows(stores, params.n_windows, seed), model_params, params, seed)
+    windows = sample_channel_windows(stores, params.n_windows, seed, params.transient_share)
+    return pretrain_encoder(windows, model_params, params, seed)
 
 
 # ---------------------------------------------------------------------------------------------- files
