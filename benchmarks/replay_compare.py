@@ -8,7 +8,9 @@ For every patient (one ``benchmarks.replay`` result file each) and strategy: the
 relative to the converged fully supervised reference (mean ± SD over the seeds), the seeds reaching 95 % of it, and
 the final AUPRC. Then, for every pair of strategies, the paired difference of the area under the curve over the
 same seeds (the same data split and first labels): its mean, a 95 % interval (t distribution), and on how many
-seeds the first one is ahead. A difference whose interval excludes 0 is beyond the seed noise. ``FILE=@TAG``
+seeds the first one is ahead. A difference whose interval excludes 0 is beyond the seed noise. With several patients,
+``pooled``: the same for the pairs every patient has, over every (patient, seed), each difference divided by its
+patient's reference (a pooled interval treats the patients' seeds as one sample). ``FILE=@TAG``
 appends ``@TAG`` to the names of that file's variants that hold a ``+`` (two runs of one variant with different
 settings, side by side; the plain strategies keep their names).
 """
@@ -40,7 +42,11 @@ def per_seed_aulc(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
     """Mean AULC difference ``a - b`` over their common seeds, its 95 % interval, and the seeds ``a`` is ahead on."""
     seeds = sorted(set(a) & set(b))
-    diff = np.array([a[s] - b[s] for s in seeds])
+    return interval(np.array([a[s] - b[s] for s in seeds]))
+
+
+def interval(diff: np.ndarray) -> dict[str, Any]:
+    """Mean of paired differences, its 95 % interval (t distribution), how many are above 0, and how many."""
     half = np.nan
     if len(diff) > 1:
         half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
@@ -72,17 +78,39 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         pairs = {f"{a} - {b}": paired(aulc[a], aulc[b]) for a, b in itertools.combinations(sorted(aulc), 2)}
         out[patient] = {"reference_auprc": reference, "budget": result["settings"]["budget"],
                         "strategies": strategies, "pairs": pairs}  # fmt: skip
+    if len(results) > 1:
+        out["pooled"] = pooled(results)
     return out
+
+
+def pooled(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per pair of variants every patient has: the paired AULC differences over the reference, over every
+    (patient, seed)."""
+    relative = {}
+    for patient, result in results.items():
+        reference = result["full_supervised"]["mean"][METRIC]
+        relative[patient] = {
+            n: {s: v / reference for s, v in by_seed.items()} for n, by_seed in per_seed_aulc(result).items()
+        }
+    common = sorted(set.intersection(*(set(r) for r in relative.values())))
+    pairs = {}
+    for a, b in itertools.combinations(common, 2):
+        diff = [r[a][s] - r[b][s] for r in relative.values() for s in sorted(set(r[a]) & set(r[b]))]
+        pairs[f"{a} - {b}"] = interval(np.array(diff))
+    return {"patients": sorted(results), "pairs": pairs}
 
 
 def table(comparison: dict[str, Any]) -> str:
     lines = ["| patient | strategy | AULC / reference | seeds at 95 % | final AUPRC |", "|---|---|---:|---:|---:|"]
-    for patient, entry in comparison.items():
+    patients = {p: e for p, e in comparison.items() if p != "pooled"}
+    for patient, entry in patients.items():
         for name, s in entry["strategies"].items():
             lines.append(f"| {patient} | {name} | {s['aulc_relative_mean']:.3f} ± {s['aulc_relative_sd']:.3f} | "
                          f"{s['reached_95']}/{s['seeds']} | {s['final_auprc']:.3f} |")  # fmt: skip
     lines += ["", "| patient | pair (AULC a - b) | mean | 95 % interval | a ahead |", "|---|---|---:|---|---:|"]
-    for patient, entry in comparison.items():
+    pooled_entry = comparison.get("pooled")
+    pooled_rows = {} if pooled_entry is None else {"pooled (over the reference)": pooled_entry}
+    for patient, entry in {**patients, **pooled_rows}.items():
         for pair, p in entry["pairs"].items():
             lines.append(f"| {patient} | {pair} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | "
                          f"{p['ahead']}/{p['seeds']} |")  # fmt: skip

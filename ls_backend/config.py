@@ -25,6 +25,7 @@ class Settings:
     max_request_mb: float = 64.0  # MAX_REQUEST_MB: webhooks carry whole tasks (inline time series)
     label_budget: int = 0  # LABEL_BUDGET: labels per project unless set with python -m ls_backend.budget; 0: none
     target_auprc: float = 0.8  # TARGET_AUPRC: the quality the budget report estimates the labels needed for
+    pretrain_after_import: bool = False  # PRETRAIN_AFTER_IMPORT: pretrain a project's encoder after its cold start
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -37,9 +38,10 @@ class Settings:
                 continue
             kind: type = type(field.default)
             try:
-                values[field.name] = kind(raw)
+                values[field.name] = parse_bool(raw) if kind is bool else kind(raw)
             except ValueError:
-                raise ValueError(f"{field.name.upper()}={raw!r}: expected a {kind.__name__}") from None
+                expected = "1/0, true/false or yes/no" if kind is bool else f"a {kind.__name__}"
+                raise ValueError(f"{field.name.upper()}={raw!r}: expected {expected}") from None
         settings = cls(**values)
         settings.validate()
         return settings
@@ -70,3 +72,13 @@ class Settings:
     @property
     def auth_enabled(self) -> bool:
         return bool(self.basic_auth_user)
+
+
+def parse_bool(raw: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case); ValueError otherwise."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

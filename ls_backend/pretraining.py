@@ -1,11 +1,13 @@
 """The pretraining job: a project's encoder pretrained on the patient's unlabeled windows, kept where retraining
 finds it (``MODEL_DIR/<project>/encoder.pt``, see :meth:`ModelRegistry.with_encoder`).
 
-Optional and off by default: on the synthetic patients, models that started from a pretrained encoder were not
-better than models started from a random initialisation (``docs/benchmarks.md``, "Self-supervised pretraining"), so
-nothing runs it on its own. Run it after an import with ``python -m ls_backend.pretraining PROJECT`` (settings from
-the environment), or ``--queue`` to hand it to the RQ workers (``python -m ls_backend.worker``). The windows are a
-bounded random draw from every window store the project's tasks come from (:mod:`ls_backend.model.pretrain`).
+Optional: on the synthetic patients, models that started from a pretrained encoder were a little better with the
+default strategy, pooled over the patients, and on none beyond the seed noise (``docs/benchmarks.md``, "Eight seeds,
+and consistency training"). With ``PRETRAIN_AFTER_IMPORT=1`` the backend starts it after a project's cold-start
+ranking (:func:`start_after_cold_start`); otherwise run it with ``python -m ls_backend.pretraining PROJECT``
+(settings from the environment), or ``--queue`` to hand it to the RQ workers (``python -m ls_backend.worker``). The
+windows are a bounded random draw from every window store the project's tasks come from
+(:mod:`ls_backend.model.pretrain`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from converters import studio
 
 from .config import Settings
 from .model.pretrain import PretrainedEncoder, PretrainParams, pretrain_from_stores
-from .project_state import project_key
+from .project_state import file_lock, project_key
 from .registry import ModelRegistry
 from .retrain import PLAN
 from .stores import StoreCache, WindowRef
@@ -28,6 +31,7 @@ from .task_index import cached_task_index
 
 logger = logging.getLogger(__name__)
 
+AFTER_IMPORT = PretrainParams()  # how the pretraining after a cold start runs
 JOB_TIMEOUT_SECONDS = 3600  # minutes on 2 cores (benchmarks/bench_pretrain.py); RQ kills a job past it
 
 
@@ -61,14 +65,54 @@ def pretrain_project(
     return encoder
 
 
+def pretrain_if_missing(settings: Settings, key: str, stores: Sequence[str] | None = None) -> bool:
+    """Pretrain ``key``'s encoder unless it has one or another process is pretraining it (a lock per project);
+    a failure is logged, never raised (retraining goes on without an encoder). True when it pretrained."""
+    registry = ModelRegistry(settings.model_dir)
+    state = registry.state(key)
+    try:
+        with file_lock(state.lock("pretrain"), blocking=False):
+            if registry.encoder_path(key).exists():
+                return False
+            pretrain_project(settings, key, registry=registry, stores=stores, params=AFTER_IMPORT)
+            return True
+    except BlockingIOError:
+        logger.info("project %s: its encoder is being pretrained elsewhere", key)
+    except Exception:
+        logger.exception("project %s: pretraining in the background failed; models start without an encoder", key)
+    return False
+
+
+def start_after_cold_start(settings: Settings, key: str, stores: Sequence[str]) -> threading.Thread | None:
+    """With ``PRETRAIN_AFTER_IMPORT``, pretrain the encoder of a project that just got its cold-start ranking, in
+    the background, unless it has one: by the RQ workers when ``REDIS_URL`` is set, else in a thread of this process
+    (returned). The first model trained after it is there starts from it."""
+    if not settings.pretrain_after_import or not stores or ModelRegistry(settings.model_dir).encoder_path(key).exists():
+        return None
+    if settings.redis_url:
+        enqueue(settings, key, run_pretraining_if_missing)
+        return None
+    thread = threading.Thread(
+        target=pretrain_if_missing, args=(settings, key, list(stores)), name=f"pretrain-{key}", daemon=True
+    )
+    thread.start()
+    logger.info("project %s: pretraining its encoder in the background on %d store(s)", key, len(stores))
+    return thread
+
+
+def run_pretraining_if_missing(key: str) -> str:
+    """The RQ job after a cold start: :func:`pretrain_if_missing` with the settings of the worker's environment."""
+    return "pretrained" if pretrain_if_missing(Settings.from_env(), key) else "not pretrained"
+
+
 def run_pretraining(key: str) -> str:
     """The RQ job: pretrain one project's encoder with the settings of the worker's environment."""
     encoder = pretrain_project(Settings.from_env(), key)
     return f"pretrained in {encoder.seconds:.0f} s"
 
 
-def enqueue(settings: Settings, project: object) -> None:
-    """Hand the pretraining of ``project`` to the RQ workers (the retraining queue)."""
+def enqueue(settings: Settings, project: object, job: Callable[[str], str] = run_pretraining) -> None:
+    """Hand the pretraining of ``project`` (``job``) to the RQ workers (the retraining queue)."""
     if not settings.redis_url:
         raise ValueError("--queue needs REDIS_URL: the Redis the backend and its workers use")
     from redis import Redis
@@ -78,7 +122,7 @@ def enqueue(settings: Settings, project: object) -> None:
 
     queue = Queue(QUEUE_NAME, connection=Redis.from_url(settings.redis_url))
     key = project_key(project)
-    queue.enqueue(run_pretraining, key, job_timeout=JOB_TIMEOUT_SECONDS, description=f"pretrain project {key}")
+    queue.enqueue(job, key, job_timeout=JOB_TIMEOUT_SECONDS, description=f"pretrain project {key}")
 
 
 def main(argv: list[str] | None = None) -> int:

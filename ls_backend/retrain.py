@@ -138,6 +138,9 @@ def _run_due(
         logger.info("project %s: no labels yet: cold-start ranking", state.key)
         n_ranked = push_ranking(settings, client, state, COLD_START_VERSION, index, None, None, strategy, stages)
         result = RetrainResult(state.key, COLD_START_VERSION, False, 0, n_ranked=n_ranked)
+        from .pretraining import project_stores, start_after_cold_start  # it imports this module's PLAN
+
+        start_after_cold_start(settings, state.key, project_stores(index))
     stages.mark("total")
     result.seconds = {name: round(value, 3) for name, value in stages.items()}
     write_json_atomic(state.last_run, {**asdict(result), "started_at": stages.started_at, "at": time.time()})

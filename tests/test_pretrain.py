@@ -22,6 +22,7 @@ from ls_backend.model.pretrain import (
     save_encoder,
 )
 from ls_backend.pretraining import pretrain_project
+from ls_backend.project_state import file_lock
 from ls_backend.registry import ModelRegistry
 from ls_backend.retrain import PLAN
 from tests.model_helpers import TINY, toy_windows
@@ -189,3 +190,26 @@ def test_quick_replay_with_pretraining_reuses_stored_references(tmp_path):
     other.write_text(json.dumps({**json.loads(first.read_text()), "data": {"target": "P1"}}))
     with pytest.raises(SystemExit, match="not this run's"):
         bench.main([*common, "--pretrain", "--references-from", str(other), "--out", str(second)])
+
+
+def test_the_pretraining_after_a_cold_start_runs_once_in_the_background(tmp_path, monkeypatch):
+    from ls_backend import pretraining
+
+    monkeypatch.setattr(pretraining, "AFTER_IMPORT", PretrainParams(steps=4, batch_size=8, n_windows=50))
+    write_store(tmp_path / "stores" / "P1" / "rec.h5", n_windows=10, spikes=(3,))
+    off = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    assert pretraining.start_after_cold_start(off, "7", ["P1/rec.h5"]) is None  # PRETRAIN_AFTER_IMPORT not set
+    on = Settings.from_env({"MODEL_DIR": str(off.model_dir), "WINDOW_STORE_DIR": str(off.window_store_dir),
+                            "PRETRAIN_AFTER_IMPORT": "yes"})  # fmt: skip
+    thread = pretraining.start_after_cold_start(on, "7", ["P1/rec.h5"])
+    assert thread is not None
+    thread.join(120)
+    registry = ModelRegistry(on.model_dir)
+    assert registry.with_encoder(7, PLAN).encoder is not None
+    assert pretraining.start_after_cold_start(on, "7", ["P1/rec.h5"]) is None  # it has one
+    assert not pretraining.pretrain_if_missing(on, "8", ["P1/missing.h5"])  # a failure is logged, not raised
+    with file_lock(registry.state(9).lock("pretrain")):  # another process is pretraining project 9
+        assert not pretraining.pretrain_if_missing(on, "9", ["P1/rec.h5"])
+    assert not registry.encoder_path(8).exists()
+    with pytest.raises(ValueError, match="PRETRAIN_AFTER_IMPORT='maybe': expected 1/0, true/false or yes/no"):
+        Settings.from_env({"PRETRAIN_AFTER_IMPORT": "maybe"})
