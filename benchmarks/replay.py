@@ -453,13 +453,16 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(6.5 * len(METRICS), 4.5), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     bases = list(dict.fromkeys(strategy_of(name) for name in result["curves"]))
-    styles = {"": "-", WARM: "--", PRETRAIN: ":", WARM + PRETRAIN: "-.", PRETRAIN + EMBED: (0, (1, 3))}
+    hue = strategy_of if len(bases) > 1 else str  # one strategy: a colour per variant
+    hues = list(dict.fromkeys(hue(name) for name in result["curves"]))
+    styles = {"": "-", WARM: "--", PRETRAIN: ":", WARM + PRETRAIN: "-.", PRETRAIN + EMBED: (0, (1, 3)),
+              CONSISTENT: (0, (5, 1)), PRETRAIN + CONSISTENT: (0, (3, 1, 1, 1))}  # fmt: skip
     for ax, metric in zip(axes[0], METRICS):
         for name, by_seed in result["curves"].items():
             curves = list(by_seed.values())
             x = np.array([p["labels"] for p in curves[0]])
             y = np.array([[p[metric] for p in c] for c in curves], float)
-            color = colors[bases.index(strategy_of(name)) % len(colors)]
+            color = colors[hues.index(hue(name)) % len(colors)]
             style = styles.get(name[len(strategy_of(name)) :], "-")
             ax.plot(x, np.nanmean(y, axis=0), linestyle=style, color=color, label=name, marker=".")
             ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=color, alpha=0.12)
