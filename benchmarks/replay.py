@@ -69,6 +69,7 @@ METRICS = ("auprc", "f1")
 WARM = "+warm"  # suffix of the warm-start variant of a strategy
 PRETRAIN = "+pretrain"  # suffix of the variant whose first model starts from the pretrained encoder
 EMBED = "+embed"  # after PRETRAIN: the first batch is also chosen with the encoder's embeddings (--cold-embeddings)
+COHORT = "+cohort"  # of the pretraining job: it also draws the cohort's windows (--pretrain-cohort)
 CONSISTENT = "+consistency"  # last: the models also learn from unlabeled windows by consistency (--consistency)
 CONSISTENCY_WEIGHT = 1.0  # of the consistency term, against the supervised loss (FixMatch's lambda)
 AT_LABELS = (20, 50, 100)  # label counts whose scores the summary reports
@@ -211,6 +212,8 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
     elif kind == "pretrain":
         params: PretrainParams = _STATE["pretrain"]
         sources = [data.pool_X, data.test_X]
+        if name.endswith(COHORT) and data.reference_X is not None:
+            sources.append(data.reference_X)  # the other patients' windows too, unlabeled
         windows = sample_channel_windows(sources, params.n_windows, seed, params.transient_share, _STATE["sfreq"])
         out = pretrain_encoder(windows, settings.plan.model, params, seed)
     elif kind == "full":
@@ -540,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the pretraining's channel-windows taken from the window's most transient channel (default 0: "
         "random channels)",
     )
+    parser.add_argument(
+        "--pretrain-cohort",
+        action="store_true",
+        help="the pretraining also draws the other patients' windows (unlabeled), in proportion to their number",
+    )
     parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
@@ -666,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     first += [("replay", n, s, None) for n in args.strategies for s in seeds]
     first += [("replay", n + CONSISTENT, s, None) for n in args.strategies for s in seeds if args.consistency]
     first += [("cohort", "cohort", s, None) for s in seeds if warm_names]
-    first += [("pretrain", "pretrain", s, None) for s in seeds if args.pretrain]
+    encoder_job = "pretrain" + (COHORT if args.pretrain_cohort else "")
+    first += [("pretrain", encoder_job, s, None) for s in seeds if args.pretrain]
     done = stored | run_jobs(first, args.jobs, initargs)
     run.cold_wall = max(v["finished"] for k, v in done.items() if k[0] not in ("cohort", "pretrain"))
     run.write(done, [], final=False)  # the cold comparison survives an interrupted later phase
@@ -675,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         cohort = {s: done[("cohort", "cohort", s)]["result"] for s in seeds}
         later += [("replay", n + WARM, s, cohort[s]) for n in warm_names for s in seeds]
     if args.pretrain:
-        encoders = {s: done[("pretrain", "pretrain", s)]["result"] for s in seeds}
+        encoders = {s: done[("pretrain", encoder_job, s)]["result"] for s in seeds}
         later += [("replay", n + PRETRAIN, s, encoders[s].state) for n in args.strategies for s in seeds]
         if args.cold_embeddings:
             later += [("replay", n + PRETRAIN + EMBED, s, encoders[s].state) for n in args.strategies for s in seeds]
@@ -695,8 +704,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pretraining_report(done: dict[tuple, dict], params: PretrainParams) -> dict[str, Any]:
-    """The pretraining's parameters, and per seed its seconds and its loss at the start and the end."""
-    per_seed = {}
+    """The pretraining's parameters and data, and per seed its seconds and its loss at the start and the end."""
+    per_seed, data = {}, "the target's pool and test windows, unlabeled"
+    if any(key[0] == "pretrain" and key[1].endswith(COHORT) for key in done):
+        data = "the target's pool and test windows and the cohort's, unlabeled"
     for key, value in done.items():
         if key[0] == "pretrain":
             losses = value["result"].losses
@@ -705,7 +716,7 @@ def pretraining_report(done: dict[tuple, dict], params: PretrainParams) -> dict[
                 "loss_first_10": float(np.mean(losses[:10])),
                 "loss_last_10": float(np.mean(losses[-10:])),
             }
-    return {"params": asdict(params), "data": "the target's pool and test windows, unlabeled", "per_seed": per_seed}
+    return {"params": asdict(params), "data": data, "per_seed": per_seed}
 
 
 @dataclass

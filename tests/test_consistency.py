@@ -72,16 +72,17 @@ def test_the_loop_hands_its_unlabeled_windows_to_the_term(pseudo):
     assert "consistent_negative" in learned.model.history_[-1]
 
 
-def test_quick_replay_compares_consistency_with_its_base(tmp_path):
+def test_quick_replay_compares_consistency_with_its_base_and_pretrains_on_the_cohort(tmp_path):
     parts = [toy_windows(60, n_chans=3, seed=s) for s in (1, 2)]
     X, y = (np.concatenate([p[k] for p in parts]) for k in (0, 1))
     path = save_windowset(WindowSet(X, y, 256.0, np.repeat(["P1", "P2"], 60)), tmp_path / "toy.npz")
     out = tmp_path / "consistency.json"
     argv = ["--quick", "--windowset", str(path), "--target-patient", "P2", "--strategies", "random", "--seeds", "1",
-            "--jobs", "1", "--consistency", "--pretrain", "--out", str(out)]  # fmt: skip
+            "--jobs", "1", "--consistency", "--pretrain", "--pretrain-cohort", "--out", str(out)]  # fmt: skip
     assert bench.main(argv) == 0
     result = json.loads(out.read_text())
     assert set(result["curves"]) == {"random", "random+consistency", "random+pretrain", "random+pretrain+consistency"}
     per_variant = result["targets"]["consistency_vs_not"]["per_variant"]
     assert set(per_variant) == {"random+consistency", "random+pretrain+consistency"}
     assert set(result["targets"]["pretrain_vs_not"]["per_variant"]) == {"random+pretrain"}
+    assert "and the cohort's" in result["pretraining"]["data"]  # --pretrain-cohort: the other patient's windows too
