@@ -275,7 +275,7 @@ class RowDetector:
     def __init__(self, **params):
         pass
 
-    def fit(self, X, y, sample_weight=None, dense_targets=None, init_from=None):
+    def fit(self, X, y, sample_weight=None, dense_targets=None, init_from=None, X_unlabeled=None):
         return self
 
     def predict_proba(self, X):
