@@ -22,7 +22,7 @@ from .resnet1d import ResNet1d, smooth_max
 from .views import random_view
 
 RATIO = 2  # unlabeled channel-windows per labeled window of a batch (FixMatch's mu)
-STRONG_VIEW = {"max_shift": 0.05, "scale_range": (0.5, 2.0), "noise": 0.2}
+STRONG_SHIFT, STRONG_SCALE, STRONG_NOISE = 0.05, (0.5, 2.0), 0.2  # the strong view (see random_view)
 
 
 class ConsistencyTerm:
@@ -57,7 +57,7 @@ class ConsistencyTerm:
             return None
         self.n_positive += int(positive.sum())
         self.n_negative += int(negative.sum())
-        strong = random_view(x[confident], generator=self.generator, **STRONG_VIEW)  # type: ignore[arg-type]
+        strong = random_view(x[confident], STRONG_SHIFT, STRONG_SCALE, STRONG_NOISE, self.generator)
         logits = smooth_max(module(strong.unsqueeze(1))[:, 0], self.sharpness)
         target = positive[confident].to(logits.dtype)
         losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
