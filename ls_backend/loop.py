@@ -108,10 +108,12 @@ def learn(
     plan: Plan = Plan(),
     seed: int = 0,
     X_free: np.ndarray | None = None,
+    restart: bool = False,
 ) -> Learned:
     """Train a candidate on ``labeled`` (and pseudo-labels from the unlabeled windows ``X_free``), keep it if it
-    is not worse than ``serving`` on the held-back labels."""
-    candidate, metrics = train_and_validate(labeled, serving, plan, seed, X_free)
+    is not worse than ``serving`` on the held-back labels. ``restart``: the candidate starts as a project's first
+    model does (from ``plan.encoder``, else afresh), not from ``serving``, which it must still beat."""
+    candidate, metrics = train_and_validate(labeled, serving, plan, seed, X_free, restart)
     promoted = serving is None or metrics["candidate_auprc"] >= metrics.get("serving_auprc", -1.0)
     if not promoted:
         logger.info("candidate not better than the serving model (%s): kept the serving model", metrics)
@@ -144,8 +146,10 @@ def train_and_validate(
     plan: Plan = Plan(),
     seed: int = 0,
     X_free: np.ndarray | None = None,
+    restart: bool = False,
 ) -> tuple[SpikeDetector, dict]:
-    """Fit a candidate (warm from the serving model) and score both on a held-back slice of the labels.
+    """Fit a candidate (warm from the serving model unless ``restart``) and score both on a held-back slice of the
+    labels.
 
     With unlabeled windows ``X_free`` and labels of both classes, confident ones join training as pseudo-labels
     (recomputed every run, never instead of a human label, never in the validation slice); with
@@ -155,7 +159,7 @@ def train_and_validate(
     validation = np.zeros(len(labeled), bool)
     validation[full] = validation_rows(labeled.y[full], plan.min_validation, np.random.default_rng(seed))
     train = labeled.rows(~validation)
-    warm = serving if serving is not None and serving.n_times_ == labeled.X.shape[2] else None
+    warm = serving if not restart and serving is not None and serving.n_times_ == labeled.X.shape[2] else None
     epochs = plan.warm_epochs if warm is not None else plan.cold_epochs
     init = warm if warm is not None else plan.encoder
     candidate = SpikeDetector(**{**plan.model, "sfreq": labeled.sfreq, "seed": seed, "epochs": epochs})

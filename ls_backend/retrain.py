@@ -165,10 +165,12 @@ def _retrain(
     current = registry.load(state.key)
     with stages("training"):
         plan = registry.with_encoder(state.key, PLAN)  # a pretrained encoder, where one was made
-        learned = learn(labeled, current[0] if current else None, plan, X_free=X_free)
+        restart = encoder_arrived(plan, current)
+        learned = learn(labeled, current[0] if current else None, plan, X_free=X_free, restart=restart)
     serving = registry.current_version(state.key)
     if learned.promoted:
-        base = registry.promote(state.key, learned.candidate, {"labels_used": len(labels), "metrics": learned.metrics})
+        meta = {"labels_used": len(labels), "metrics": learned.metrics, "from_encoder": plan.encoder is not None}
+        base = registry.promote(state.key, learned.candidate, meta)
     else:  # the same model, new labels: a new ranking of it, under a version of its own
         assert serving is not None  # learn() promotes whenever no model serves
         base = rerank_version(serving, state.live_ranking().get("version"))
@@ -187,6 +189,13 @@ def _retrain(
 
             refresh_review(settings, state)
     return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked, n_review)
+
+
+def encoder_arrived(plan: Plan, current: tuple[SpikeDetector, dict] | None) -> bool:
+    """Whether the serving model does not descend from the project's pretrained encoder (it was trained before the
+    encoder was there): then a candidate starts from the encoder and must beat it. A promoted model descends from
+    the encoder whenever the plan had one (it started from it, or warm from a model that did)."""
+    return plan.encoder is not None and current is not None and not current[1].get("from_encoder", False)
 
 
 def read_tasks(settings: Settings, index: dict[int, WindowRef], task_ids: list[int]) -> np.ndarray | None:

@@ -213,3 +213,20 @@ def test_the_pretraining_after_a_cold_start_runs_once_in_the_background(tmp_path
     assert not registry.encoder_path(8).exists()
     with pytest.raises(ValueError, match="PRETRAIN_AFTER_IMPORT='maybe': expected 1/0, true/false or yes/no"):
         Settings.from_env({"PRETRAIN_AFTER_IMPORT": "maybe"})
+
+
+def test_a_model_trained_before_the_encoder_arrived_is_challenged_by_one_started_from_it():
+    from ls_backend.retrain import encoder_arrived
+
+    X, y = toy_windows(30, seed=11)
+    plan = Plan(cold_epochs=2, warm_epochs=1, pseudo=None, model=TINY)
+    serving = learn(Labeled(X, y), None, plan).model
+    assert learn(Labeled(X, y), serving, plan).candidate.warm_started_  # warm from the serving model
+    restarted = learn(Labeled(X, y), serving, plan, restart=True).candidate
+    assert not restarted.warm_started_ and restarted.epochs == plan.cold_epochs  # as a first model would
+    encoder = {"stem.0.weight": torch.zeros(1)}  # only its presence matters here
+    with_encoder = Plan(model=TINY, encoder=encoder)
+    assert encoder_arrived(with_encoder, (serving, {"labels_used": 30}))  # trained before the encoder was there
+    assert not encoder_arrived(with_encoder, (serving, {"from_encoder": True}))
+    assert not encoder_arrived(with_encoder, None)  # the first model starts from it anyway
+    assert not encoder_arrived(plan, (serving, {}))  # no encoder
