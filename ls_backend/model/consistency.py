@@ -46,6 +46,12 @@ class ConsistencyTerm:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def take_counts(self) -> dict[str, int]:
+        """The confident channel-windows since the last call, positive and negative (the counts restart)."""
+        counts = {"consistent_positive": self.n_positive, "consistent_negative": self.n_negative}
+        self.n_positive = self.n_negative = 0
+        return counts
+
     def __call__(self, module: ResNet1d, n: int) -> torch.Tensor | None:
         """The term for ``n`` random channel-windows (None when none is confident)."""
         x = self.windows[torch.randint(0, len(self.windows), (n,), generator=self.generator)]

@@ -470,8 +470,7 @@ class SpikeDetector(BaseEstimator):
                 total_loss += float(loss.detach())
             record = {"epoch": epoch + 1, "loss": total_loss / steps}
             if consistency is not None:
-                record |= {"consistent_positive": consistency.n_positive, "consistent_negative": consistency.n_negative}
-                consistency.n_positive = consistency.n_negative = 0  # per epoch
+                record |= consistency.take_counts()  # per epoch
             if eval_set is not None:
                 module.eval()
                 self._fused = None  # the weights changed: refold

@@ -216,11 +216,10 @@ def _one_channel_each(
     usable = np.isfinite(X).all(axis=2) & (np.nan_to_num(X).std(axis=2) > 1e-6)
     keep = np.flatnonzero(usable.any(axis=1))
     scores = rng.random(usable[keep].shape)
-    if detector is not None and transient_share > 0:
+    if detector is not None:
         transient = rng.random(len(keep)) < transient_share
-        if transient.any():
-            stand_out = detector.features(X[keep[transient]])[..., 1]  # NaN where absent
-            scores[transient] = 1.0 + np.nan_to_num(stand_out, nan=-np.inf) / 1e3  # above any random score
+        if transient.any():  # those rows rank their channels by how much the transient stands out (NaN: absent)
+            scores[transient] = np.nan_to_num(detector.features(X[keep[transient]])[..., 1], nan=-np.inf)
     scores = np.where(usable[keep], scores, -np.inf)
     return np.ascontiguousarray(X[keep, scores.argmax(axis=1)], dtype=np.float32)
 
