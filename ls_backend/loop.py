@@ -24,7 +24,7 @@ import numpy as np
 
 from .active.inputs import PoolView
 from .active.ranking import MC_DRAWS
-from .active.strategies import Ranking, RngLike, make_strategy
+from .active.strategies import Ranking, RngLike, make_strategy, parse_strategy
 from .active.transients import TransientDetector, cold_start_arrays
 from .labels import is_spike
 from .model.estimator import SpikeDetector
@@ -272,13 +272,14 @@ class PoolScorer:
         (in the same space as ``embeddings``), ``reference_X`` (the cohort's windows) ``reference_embeddings``."""
         arrays = {name: np.concatenate(parts) for name, parts in self._parts.items() if parts}
         cold = cold_start_arrays(arrays.pop("features", np.zeros((0, 1, 2), np.float32)), self.detector)
-        arrays["detector_score"] = cold["detector_score"]
+        arrays["detector_score"], arrays["detector_features"] = cold["detector_score"], cold["embeddings"]
         if not self.model_embeds and self.embedder is None:
             arrays["embeddings"] = cold["embeddings"]
         extra: dict[str, np.ndarray] = {}
         if labeled is not None and len(labeled):
             extra["labeled_y"] = labeled.y
             extra["labeled_embeddings"] = self.embed(labeled.X)
+            extra["labeled_detector_features"] = self.detector_features(labeled.X)
         if reference_X is not None and self.model is not None:
             extra["reference_embeddings"] = self.model.embed(reference_X)
         return PoolView(**arrays, **extra, n_windows=len(cold["detector_score"]))
@@ -289,6 +290,10 @@ class PoolScorer:
             return self.model.embed(X)
         if self.embedder is not None:
             return self.embedder(X)
+        return self.detector_features(X)
+
+    def detector_features(self, X: np.ndarray) -> np.ndarray:
+        """Windows in the classical detector's feature space (the pool's ``detector_features``)."""
         return cold_start_arrays(self.detector.features(X), self.detector)["embeddings"]
 
 
@@ -308,15 +313,16 @@ def rank(
     cold-start strategy ranks instead of a strategy that needs one, with the diversity of ``embedder``'s embeddings
     where one is given (:func:`cold_embedder`). ``on_batch`` receives each batch's model outputs (pre-annotations
     are made from them)."""
-    name = strategy if model is not None or strategy in MODEL_FREE else "cold_start"
+    name = strategy if model is not None or parse_strategy(strategy)[0] in MODEL_FREE else "cold_start"
+    base = parse_strategy(name)[0]
     rng = np.random.default_rng(rng)
     seed = int(rng.integers(2**31))
-    scorer = PoolScorer(model, sfreq, MC_DRAWS if name in NEEDS_DRAWS else 0, seed, embedder)
+    scorer = PoolScorer(model, sfreq, MC_DRAWS if base in NEEDS_DRAWS else 0, seed, embedder)
     for windows in batches:
         out = scorer.add(windows)
         if on_batch is not None and out is not None:
             on_batch(out)
-    view = scorer.view(labeled, reference_X if name == "transfer" else None)
+    view = scorer.view(labeled, reference_X if base == "transfer" else None)
     return make_strategy(name).rank(view, batch_size=batch_size, rng=rng)
 
 

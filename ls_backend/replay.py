@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .active.strategies import STRATEGIES, Ranking
+from .active.strategies import Ranking, make_strategy
 from .loop import (
     Labeled,
     Learned,
@@ -103,8 +103,9 @@ class RoundResult:
 
 
 def check_strategy(name: str) -> None:
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    """A ValueError unless ``name`` is a strategy, or a strategy spec with valid parameters
+    (``mixed:search_neighbors=none``)."""
+    make_strategy(name)
 
 
 def test_scores(model: SpikeDetector, data: ReplayData) -> dict[str, float]:

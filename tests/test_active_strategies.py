@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from ls_backend.active.diversity import neighbour_vote
 from ls_backend.active.inputs import PoolView
 from ls_backend.active.measures import binary_entropy, domain_drift, embedding_drift, mutual_information
 from ls_backend.active.strategies import (
@@ -21,6 +22,7 @@ from ls_backend.active.strategies import (
     Ranking,
     TransferAware,
     make_strategy,
+    parse_strategy,
 )
 
 CENTRES = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [20, 20]], float)
@@ -152,6 +154,21 @@ def test_registry_and_make_strategy():
         make_strategy("entropy", n_clusters=3)
     with pytest.raises(ValueError, match="kind must be one of"):
         QueryByCommittee(kind="bogus").rank(PoolView(committee_proba=np.zeros((3, 2))), 1)
+
+
+def test_strategy_specs_carry_parameters():
+    """``name:param=value,...`` (the replay benchmark compares settings of one strategy side by side with them)."""
+    assert parse_strategy("mixed") == ("mixed", {})
+    spec = "mixed:positive_share=0.5,search_neighbors=none,n_clusters=4,uncertainty=bald"
+    assert parse_strategy(spec) == (
+        "mixed", {"positive_share": 0.5, "search_neighbors": None, "n_clusters": 4, "uncertainty": "bald"}
+    )
+    made = make_strategy("mixed:positive_share=0.5,search_neighbors=none", n_clusters=3)
+    assert (made.positive_share, made.search_neighbors, made.n_clusters) == (0.5, None, 3)
+    with pytest.raises(ValueError, match=r"strategy 'mixed:oops': expected name:param=value"):
+        make_strategy("mixed:oops")
+    with pytest.raises(ValueError, match="strategy 'kcenter' has no parameter"):
+        make_strategy("kcenter:search_neighbors=3")
 
 
 # ------------------------------------------------------------------ uncertainty and consensus
@@ -287,15 +304,42 @@ def test_mixed_without_embeddings_or_model_still_ranks():
 
 
 def test_mixed_trusts_the_detector_until_the_model_has_seen_this_patients_spikes():
-    """A cohort model's probabilities on a new patient are untested: the classical detector picks the likely
-    positives until the labels hold ``trust_after_positives`` spikes."""
+    """A model that has seen few of the patient's spikes (or a cohort model, none) ranks likely positives poorly:
+    the classical detector picks them until the labels hold ``trust_after_positives`` spikes (default 10)."""
     proba, detector = np.linspace(0, 1, 21), np.linspace(1, 0, 21)
-    no_spikes = PoolView(proba=proba, detector_score=detector, labeled_embeddings=np.zeros((4, 1)),
-                         labeled_y=np.zeros(4))
-    assert Mixed(positive_share=0.25).rank(no_spikes, batch_size=4, rng=0).order[0] == 0
-    spikes = PoolView(proba=proba, detector_score=detector, labeled_embeddings=np.zeros((4, 1)),
-                      labeled_y=np.r_[np.ones(3), np.zeros(1)])
-    assert Mixed(positive_share=0.75).rank(spikes, batch_size=8, rng=0).order[0] == 20
+
+    def pool(n_spikes, n_labels=12):
+        return PoolView(proba=proba, detector_score=detector, labeled_embeddings=np.zeros((n_labels, 1)),
+                        labeled_y=np.r_[np.ones(n_spikes), np.zeros(n_labels - n_spikes)])
+
+    assert Mixed(positive_share=0.25).rank(pool(0), batch_size=4, rng=0).order[0] == 0
+    assert Mixed(positive_share=0.75).rank(pool(9), batch_size=8, rng=0).order[0] == 0
+    assert Mixed(positive_share=0.75).rank(pool(10), batch_size=8, rng=0).order[0] == 20
+    assert Mixed(positive_share=0.75, trust_after_positives=3).rank(pool(3), batch_size=8, rng=0).order[0] == 20
+
+
+def test_mixed_searches_for_spikes_around_the_labeled_ones_and_away_from_labeled_artifacts():
+    """Before the model is trusted, the detector's high scores are corrected by the labels around them: artifacts
+    the detector scores higher than spikes stop filling the positive share once one of them is labeled."""
+    rng = np.random.default_rng(0)
+    emb, blob = blobs(sizes=(300, 15, 10), spread=0.5)  # background, artifacts, spikes
+    detector = np.select([blob == 1, blob == 2], [0.9, 0.6], 0.1) + rng.uniform(0, 0.05, len(emb))
+    labeled = PoolView(detector_features=emb, detector_score=detector, proba=np.full(len(emb), 0.1),
+                       labeled_detector_features=CENTRES[[1, 2]], labeled_y=np.array([0.0, 1.0]))  # artifact, spike
+    batch = Mixed(positive_share=0.5).rank(labeled, batch_size=8, rng=0).batch
+    assert np.sum(blob[batch] == 2) >= 4
+    searchless = Mixed(positive_share=0.5, search_neighbors=None).rank(labeled, batch_size=8, rng=0).batch
+    assert np.sum(blob[searchless] == 2) == 0
+
+
+def test_neighbour_vote_keeps_the_prior_far_from_labels_and_follows_them_near():
+    x = np.array([[0.0], [0.1], [5.0], [5.1], [100.0]])
+    prior = np.full(5, 0.5)
+    vote = neighbour_vote(x, np.array([[0.0], [5.0]]), np.array([1.0, 0.0]), prior, n_neighbors=2)
+    assert vote[0] > 0.7 and vote[1] > 0.6
+    assert vote[2] < 0.3 and vote[3] < 0.4
+    assert vote[4] == pytest.approx(0.5)
+    assert np.array_equal(neighbour_vote(x, np.zeros((0, 1)), np.zeros(0), prior), prior)
 
 
 def test_mixed_draws_diversity_from_the_most_uncertain_windows():

@@ -87,6 +87,37 @@ def nearest_distance(x: np.ndarray, centres: np.ndarray | None) -> np.ndarray:
     return nearest(x, centres)[1]
 
 
+def neighbour_vote(
+    x: np.ndarray,
+    labeled_x: np.ndarray,
+    labeled_y: np.ndarray,
+    prior: np.ndarray,
+    n_neighbors: int = 20,
+    prior_weight: float = 1.0,
+    chunk: int = 4096,
+) -> np.ndarray:
+    """Each point's probability of being positive from its labeled neighbours, ``prior`` where it has none (the k-NN
+    model of active search, Garnett et al. 2012): ``(prior_weight * prior + sum_j w_j y_j) / (prior_weight +
+    sum_j w_j)``, with ``w_j = exp(-(d_j / h_j) ** 2)`` for labeled point j at distance ``d_j`` and ``h_j`` the
+    distance from j to its ``n_neighbors``-th nearest point of ``x`` (each label speaks for its own neighbourhood,
+    whatever the scale of the features). Memory ``chunk x len(labeled_x)``."""
+    prior = np.asarray(prior, np.float64)
+    if not len(labeled_x) or not len(x):
+        return prior
+    k = max(1, min(n_neighbors, len(x)))
+    scale = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(labeled_x, k)[0][:, -1]
+    inv_h2 = 1.0 / np.maximum(scale, 1e-12) ** 2
+    y = np.asarray(labeled_y, np.float64)
+    l_sq = (labeled_x**2).sum(axis=1)
+    out = np.empty(len(x))
+    for lo in range(0, len(x), chunk):
+        block = x[lo : lo + chunk]
+        d2 = np.maximum((block**2).sum(axis=1)[:, None] - 2 * block @ labeled_x.T + l_sq[None, :], 0.0)
+        weight = np.exp(-d2 * inv_h2[None, :])
+        out[lo : lo + chunk] = (prior_weight * prior[lo : lo + chunk] + weight @ y) / (prior_weight + weight.sum(1))
+    return out
+
+
 def _distance_to(x: np.ndarray, point: np.ndarray) -> np.ndarray:
     return np.sqrt(((x - point) ** 2).sum(axis=1))
 

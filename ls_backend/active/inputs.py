@@ -18,11 +18,13 @@ _PER_WINDOW = {
     "committee_proba": (2, "[n, n_members]", True),
     "embeddings": (2, "[n, d]", False),
     "detector_score": (1, "[n]", True),
+    "detector_features": (2, "[n, f]", False),
 }
 _OTHER = {
     "reference_embeddings": (2, "[m, d]", False),
     "labeled_embeddings": (2, "[k, d]", False),
     "labeled_y": (1, "[k]", True),
+    "labeled_detector_features": (2, "[k, f]", False),
 }
 
 
@@ -33,7 +35,9 @@ class PoolView:
     ``proba`` [n] spike probability; ``mc_proba`` [n, S] MC-dropout draws; ``committee_proba`` [n, M] one column per
     committee member; ``embeddings`` [n, d] model features; ``detector_score`` [n] classical detector score in [0, 1];
     ``reference_embeddings`` [m, d] windows of the cohort (other patients) the model was trained on;
-    ``labeled_embeddings`` [k, d] and ``labeled_y`` [k] (0/1, or soft in [0, 1]) the windows already labeled.
+    ``labeled_embeddings`` [k, d] and ``labeled_y`` [k] (0/1, or soft in [0, 1]) the windows already labeled;
+    ``detector_features`` [n, f] and ``labeled_detector_features`` [k, f] the classical detector's features of the
+    pool's and the labeled windows (where the search for the first spikes looks).
     """
 
     proba: np.ndarray | None = None
@@ -44,6 +48,8 @@ class PoolView:
     reference_embeddings: np.ndarray | None = None
     labeled_embeddings: np.ndarray | None = None
     labeled_y: np.ndarray | None = None
+    detector_features: np.ndarray | None = None
+    labeled_detector_features: np.ndarray | None = None
     n_windows: int | None = None
 
     def __post_init__(self) -> None:
@@ -68,13 +74,13 @@ class PoolView:
         return next(iter(sizes.values()))
 
     def _check_sizes(self) -> None:
-        d = {
-            name: getattr(self, name).shape[1]
-            for name in ("embeddings", "reference_embeddings", "labeled_embeddings")
-            if getattr(self, name) is not None
-        }
-        if len(set(d.values())) > 1:
-            raise ValueError(f"PoolView: embedding widths d disagree: {d}")
+        for what, group in (
+            ("embedding widths d", ("embeddings", "reference_embeddings", "labeled_embeddings")),
+            ("detector feature widths f", ("detector_features", "labeled_detector_features")),
+        ):
+            d = {name: getattr(self, name).shape[1] for name in group if getattr(self, name) is not None}
+            if len(set(d.values())) > 1:
+                raise ValueError(f"PoolView: {what} disagree: {d}")
         for name, minimum in (("mc_proba", 2), ("committee_proba", 2)):
             value = getattr(self, name)
             if value is not None and value.shape[1] < minimum:
@@ -82,15 +88,13 @@ class PoolView:
                     f"PoolView.{name}: expected shape {_PER_WINDOW[name][1]} with at least {minimum} "
                     f"columns, got {value.shape}"
                 )
-        if (
-            self.labeled_y is not None
-            and self.labeled_embeddings is not None
-            and len(self.labeled_y) != len(self.labeled_embeddings)
-        ):
-            raise ValueError(
-                f"PoolView.labeled_y: expected shape [k] with k = {len(self.labeled_embeddings)} "
-                f"(rows of labeled_embeddings), got {self.labeled_y.shape}"
-            )
+        for name in ("labeled_embeddings", "labeled_detector_features"):
+            rows = getattr(self, name)
+            if self.labeled_y is not None and rows is not None and len(self.labeled_y) != len(rows):
+                raise ValueError(
+                    f"PoolView.labeled_y: expected shape [k] with k = {len(rows)} (rows of {name}), "
+                    f"got {self.labeled_y.shape}"
+                )
 
     @property
     def n(self) -> int:

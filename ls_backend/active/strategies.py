@@ -32,6 +32,7 @@ from .diversity import (
     kmeans,
     nearest,
     nearest_distance,
+    neighbour_vote,
     round_robin,
     typicality,
 )
@@ -227,7 +228,11 @@ class Mixed(Strategy):
     2. Class balance: spikes are rare, so part of each batch goes to likely positives: ``positive_share`` of the
        batch, fewer when the labels already hold that share of positives. Likely by the model's ``proba`` once the
        labels hold ``trust_after_positives`` spikes of this patient; before that (no model, or a cohort model that
-       has seen none of this patient's spikes) by the classical detector's score where the pool has it.
+       has seen none of this patient's spikes) by the classical detector's score where the pool has it, corrected
+       by the labels around each window in the detector's feature space (``detector_features``;
+       :func:`~ls_backend.active.diversity.neighbour_vote` over ``search_neighbors`` neighbours, None: off): near a
+       labeled spike more likely, near a labeled artifact less, so the search for the first spikes leaves the
+       artifacts the detector also scores high.
     3. The rest of the batch goes round-robin over k-means groups of ``embeddings`` (``n_clusters``, default
        ``batch_size``), groups with the fewest labels first, best utility inside each.
     4. No near-duplicates: a window closer than the ``duplicate_quantile`` of pairwise distances to a window already
@@ -249,8 +254,9 @@ class Mixed(Strategy):
         duplicate_quantile: float = 0.02,
         uncertainty: str = "entropy",
         n_neighbors: int = 20,
-        trust_after_positives: int = 3,
+        trust_after_positives: int = 10,
         candidate_factor: float | None = 4.0,
+        search_neighbors: int | None = 20,
     ):
         self.n_clusters = n_clusters
         self.positive_share = positive_share
@@ -260,6 +266,7 @@ class Mixed(Strategy):
         self.n_neighbors = n_neighbors
         self.trust_after_positives = trust_after_positives
         self.candidate_factor = candidate_factor
+        self.search_neighbors = search_neighbors
 
     def _check_params(self) -> None:
         if not 0 <= self.positive_share <= 1:
@@ -308,8 +315,15 @@ class Mixed(Strategy):
         proba = pool.mean_proba()
         n_positives = 0 if pool.labeled_y is None else int(np.sum(pool.labeled_y >= 0.5))
         if pool.detector_score is not None and (proba is None or n_positives < self.trust_after_positives):
-            return pool.detector_score
+            return self._searched(pool, pool.detector_score)
         return proba
+
+    def _searched(self, pool: PoolView, prior: np.ndarray) -> np.ndarray:
+        """``prior`` corrected by the labeled windows around each window in the detector's feature space (step 2)."""
+        if not self.search_neighbors or pool.detector_features is None or pool.labeled_detector_features is None:
+            return prior
+        y = pool.require(self.name, "labeled_y")
+        return neighbour_vote(pool.detector_features, pool.labeled_detector_features, y, prior, self.search_neighbors)
 
     def _positive_quota(self, pool: PoolView, batch_size: int) -> int:
         """Windows of this batch reserved for likely positives: ``positive_share`` of the batch, fewer when that many
@@ -506,8 +520,36 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name:param=value,param=value"`` -> the name and its parameters (values: ints, floats,
+    ``none``, ``true``/``false``), e.g. ``"mixed:trust_after_positives=3,search_neighbors=none"``."""
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"strategy {spec!r}: expected name:param=value,param=value, got {item!r}")
+        params[key.strip()] = _value(text.strip())
+    return name.strip(), params
+
+
+def _value(text: str) -> Any:
+    special = {"none": None, "true": True, "false": False}
+    if text.lower() in special:
+        return special[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def make_strategy(name: str = DEFAULT_STRATEGY, **params: Any) -> Strategy:
-    """A strategy by registry name (see ``STRATEGIES``) with its parameters; clear errors for unknown ones."""
+    """A strategy by registry name (see ``STRATEGIES``) or spec (:func:`parse_strategy`) with its parameters; clear
+    errors for unknown ones."""
+    name, spec_params = parse_strategy(name)
+    params = {**spec_params, **params}
     if name not in STRATEGIES:
         raise ValueError(f"unknown active-learning strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
     cls = STRATEGIES[name]
