@@ -15,6 +15,8 @@ rankings' predictions in the background (their time is reported too); the backen
     python -m benchmarks.bench_time_to_ranking                       # 20,000 tasks, 200 labels
     python -m benchmarks.bench_time_to_ranking --tasks 100000 --out benchmarks/results/time_to_ranking_100k.json
     python -m benchmarks.bench_time_to_ranking --tasks 2000 --labels 60 --out /tmp/ttr.json   # a quick look
+    python -m benchmarks.bench_time_to_ranking --labels 100 --encoder-challenge \
+        --out benchmarks/results/time_to_ranking_challenge.json   # the run after the pretrained encoder arrives
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +90,17 @@ def wait_cleaned(models: Path, project_id: int, timeout: float = 3600) -> float:
     return time.time()
 
 
-def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
+def pretrain_now(root: Path, server: Any, project_id: int) -> float:
+    """The project's encoder, pretrained as ``PRETRAIN_AFTER_IMPORT`` does it (the backend is idle meanwhile)."""
+    from ls_backend.config import Settings
+    from ls_backend.pretraining import AFTER_IMPORT, pretrain_project
+
+    env = {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token, "MODEL_DIR": str(root / "models"),
+           "WINDOW_STORE_DIR": str(root / "stores")}  # fmt: skip
+    return pretrain_project(Settings.from_env(env), project_id, params=AFTER_IMPORT).seconds
+
+
+def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challenge: bool = False) -> dict:
     from label_studio_sdk import LabelStudio
     from studio_server import running_studio
 
@@ -120,6 +133,7 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
             for task_id in order[: n_labels - 1]:
                 client.annotations.create(id=int(task_id), result=[window_result(truth[task_id])])
             wait_idle(root / "models", project.id)
+            pretrain_seconds = pretrain_now(root, server, project.id) if encoder_challenge else None
             stale_at_submit = stale_versions(root / "models", project.id)  # still being deleted: the run goes first
             submitted = time.time()
             client.annotations.create(id=int(order[n_labels - 1]), result=[window_result(truth[order[n_labels - 1]])])
@@ -142,6 +156,7 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float) -> dict:
         "old_rankings_deleted_after_run_seconds": cleanup_seconds, "stale_rankings_at_annotation": stale_at_submit,
         "labeling_stream_during_run": during_run, "labeling_stream_during_cleanup": during_cleanup,
         "backend_peak_rss_mb": backend_rss_mb,
+        "encoder_challenge": encoder_challenge, "pretrain_seconds": pretrain_seconds,
         "cold_start_run": cold_start, "last_run": last,
     }  # fmt: skip
 
@@ -224,10 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--labels", type=int, default=200)
     parser.add_argument("--debounce", type=float, default=5.0, help="RETRAIN_DEBOUNCE_SECONDS (default 5)")
+    parser.add_argument(
+        "--encoder-challenge",
+        action="store_true",
+        help="pretrain the project's encoder before the last annotation: its run trains a candidate from the "
+        "encoder to challenge the serving model (what a project sees once PRETRAIN_AFTER_IMPORT's encoder arrives)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "time_to_ranking.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(Path(tmp), args.tasks, args.labels, args.debounce)
+        result = run(Path(tmp), args.tasks, args.labels, args.debounce, args.encoder_challenge)
     print(f"{'last run, stage':<38}{'seconds':>9}")
     for name, value in result["last_run"]["seconds"].items():
         print(f"{'  ' + name:<38}{value:>9.1f}")

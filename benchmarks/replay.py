@@ -47,7 +47,7 @@ import numpy as np
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset, windowset_from_recordings
 from ls_backend.loop import Plan
 from ls_backend.model import SpikeDetector
-from ls_backend.model.pretrain import PretrainParams, pretrain_encoder, sample_channel_windows
+from ls_backend.model.pretrain import OBJECTIVES, PretrainParams, pretrain_encoder, sample_channel_windows
 from ls_backend.replay import (
     ReplayData,
     ReplaySettings,
@@ -214,7 +214,9 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
         sources = [data.pool_X, data.test_X]
         if name.endswith(COHORT) and data.reference_X is not None:
             sources.append(data.reference_X)  # the other patients' windows too, unlabeled
-        windows = sample_channel_windows(sources, params.n_windows, seed, params.transient_share, _STATE["sfreq"])
+        windows = sample_channel_windows(
+            sources, params.n_windows, seed, params.transient_share, _STATE["sfreq"], pairs=params.pairs
+        )
         out = pretrain_encoder(windows, settings.plan.model, params, seed)
     elif kind == "full":
         out = converged_reference(data, settings, seed)
@@ -544,6 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
         "random channels)",
     )
     parser.add_argument(
+        "--pretrain-objective",
+        choices=sorted(OBJECTIVES),
+        help="the pretraining's objective (default contrastive: two views of one channel-window; neighbours: of two "
+        "neighbouring channels of one window; masked: reconstruction)",
+    )
+    parser.add_argument(
         "--pretrain-cohort",
         action="store_true",
         help="the pretraining also draws the other patients' windows (unlabeled), in proportion to their number",
@@ -653,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         preset.pretrain,
         steps=args.pretrain_steps or preset.pretrain.steps,
         transient_share=args.pretrain_transients or preset.pretrain.transient_share,
+        objective=args.pretrain_objective or preset.pretrain.objective,
     )
     pretrain.check()
     initargs = (data, settings, ws.sfreq, preset.cohort_epochs, pretrain)

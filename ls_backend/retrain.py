@@ -45,6 +45,7 @@ PART_SPAN = 0.999  # part k of a ranking scores in [k, k + PART_SPAN] / parts: n
 PRIORITY_TASKS = 2000  # tasks ranked and live first in a large project (about 15 s of scoring on 2 cores)
 WRITTEN_TASKS = 500  # predictions written per ranking: the head Label Studio serves; the rest on demand (/predict)
 RANKING_BATCH = 10  # windows chosen jointly (no near-duplicates among them): what a clinician labels between runs
+ENCODER_CHALLENGE_LABELS = 100  # a model from the encoder challenges an older one up to this many labels
 PLAN = Plan()  # how a retraining trains (epochs, validation, pseudo-labels): the replay benchmark's default too
 
 
@@ -165,7 +166,7 @@ def _retrain(
     current = registry.load(state.key)
     with stages("training"):
         plan = registry.with_encoder(state.key, PLAN)  # a pretrained encoder, where one was made
-        restart = encoder_arrived(plan, current)
+        restart = encoder_arrived(plan, current, len(labels))
         learned = learn(labeled, current[0] if current else None, plan, X_free=X_free, restart=restart)
     serving = registry.current_version(state.key)
     if learned.promoted:
@@ -191,11 +192,16 @@ def _retrain(
     return RetrainResult(state.key, version, learned.promoted, len(labels), learned.metrics, n_ranked, n_review)
 
 
-def encoder_arrived(plan: Plan, current: tuple[SpikeDetector, dict] | None) -> bool:
+def encoder_arrived(plan: Plan, current: tuple[SpikeDetector, dict] | None, n_labels: int = 0) -> bool:
     """Whether the serving model does not descend from the project's pretrained encoder (it was trained before the
-    encoder was there): then a candidate starts from the encoder and must beat it. A promoted model descends from
-    the encoder whenever the plan had one (it started from it, or warm from a model that did)."""
-    return plan.encoder is not None and current is not None and not current[1].get("from_encoder", False)
+    encoder was there) while the project has at most ``ENCODER_CHALLENGE_LABELS`` labels: then a candidate starts
+    from the encoder and must beat it. A promoted model descends from the encoder whenever the plan had one (it
+    started from it, or warm from a model that did). Past that many labels pretraining no longer pays (see
+    docs/benchmarks.md), and a candidate trained afresh (``cold_epochs``) would take a large project's
+    label-to-ranking time past its target, so retraining stays warm."""
+    if plan.encoder is None or current is None or n_labels > ENCODER_CHALLENGE_LABELS:
+        return False
+    return not current[1].get("from_encoder", False)
 
 
 def read_tasks(settings: Settings, index: dict[int, WindowRef], task_ids: list[int]) -> np.ndarray | None:

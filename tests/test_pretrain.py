@@ -63,14 +63,40 @@ def test_a_transient_share_of_the_channel_windows_comes_from_the_most_transient_
     assert sum(any(np.array_equal(w, s) for s in spiked) for w in random) < 20
 
 
+def test_neighbouring_channel_pairs_come_from_one_window_and_skip_absent_contacts():
+    X = np.random.default_rng(0).standard_normal((6, 5, 64)).astype(np.float32)
+    X[:, 1] = np.nan  # channel 1 absent: channel 0 has no usable neighbour
+    X[5, 3:] = np.nan  # window 5: channels 0 and 2 usable, neither with a usable neighbour
+    pairs = sample_channel_windows([X], 60, seed=0, pairs=True)
+    assert pairs.shape[1:] == (2, 64) and 40 <= len(pairs) < 60  # window 5's draws are left out
+    chans = {(w, c): X[w, c].tobytes() for w in range(6) for c in range(5)}
+    where = {v: k for k, v in chans.items()}
+    for a, b in pairs:
+        (wa, ca), (wb, cb) = where[a.tobytes()], where[b.tobytes()]
+        assert wa == wb != 5 and abs(ca - cb) == 1 and 1 not in (ca, cb)
+    with pytest.raises(ValueError, match="no pair of neighbouring usable channels"):
+        sample_channel_windows([X[5:]], 10, pairs=True)
+    with pytest.raises(ValueError, match=r"\[n >= 2, 2, n_times\] \(pairs"):
+        pretrain_encoder(np.zeros((4, 64), np.float32), TINY, PretrainParams(objective="neighbours"))
+
+
 @pytest.mark.parametrize("objective", ["contrastive", "masked"])
 def test_pretraining_lowers_its_loss(tmp_path, objective):
     store = WindowStore(write_store(tmp_path / "rec.h5"))
     params = PretrainParams(objective=objective, steps=60, batch_size=16, n_windows=300)
     encoder = pretrain_from_stores([store], TINY, params, seed=0)
-    assert len(encoder.losses) == 60 and encoder.n_windows == 300
+    assert len(encoder.losses) == 60 and encoder.n_windows == 300  # channel-windows, or pairs of them
     assert np.mean(encoder.losses[-10:]) < np.mean(encoder.losses[:10])
     assert set(encoder.state) and all(k.startswith(("stem.", "blocks.")) for k in encoder.state)
+
+
+def test_neighbour_pretraining_learns_what_neighbouring_contacts_share():
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal((300, 1, 64)).cumsum(axis=2)  # each window's own field, on all its contacts
+    X = (shared * rng.uniform(0.5, 1.0, (300, 4, 1)) + 0.2 * rng.standard_normal((300, 4, 64))).astype(np.float32)
+    params = PretrainParams(objective="neighbours", steps=60, batch_size=16, n_windows=300)
+    encoder = pretrain_encoder(sample_channel_windows([X], 300, pairs=True), TINY, params, seed=0)
+    assert np.mean(encoder.losses[-10:]) < np.mean(encoder.losses[:10])
 
 
 def test_fit_starts_the_trunk_from_the_encoder_and_the_head_fresh():
@@ -216,7 +242,7 @@ def test_the_pretraining_after_a_cold_start_runs_once_in_the_background(tmp_path
 
 
 def test_a_model_trained_before_the_encoder_arrived_is_challenged_by_one_started_from_it():
-    from ls_backend.retrain import encoder_arrived
+    from ls_backend.retrain import ENCODER_CHALLENGE_LABELS, encoder_arrived
 
     X, y = toy_windows(30, seed=11)
     plan = Plan(cold_epochs=2, warm_epochs=1, pseudo=None, model=TINY)
@@ -226,7 +252,8 @@ def test_a_model_trained_before_the_encoder_arrived_is_challenged_by_one_started
     assert not restarted.warm_started_ and restarted.epochs == plan.cold_epochs  # as a first model would
     encoder = {"stem.0.weight": torch.zeros(1)}  # only its presence matters here
     with_encoder = Plan(model=TINY, encoder=encoder)
-    assert encoder_arrived(with_encoder, (serving, {"labels_used": 30}))  # trained before the encoder was there
+    assert encoder_arrived(with_encoder, (serving, {"labels_used": 30}), 30)  # trained before the encoder was there
+    assert not encoder_arrived(with_encoder, (serving, {}), ENCODER_CHALLENGE_LABELS + 1)  # too late to pay
     assert not encoder_arrived(with_encoder, (serving, {"from_encoder": True}))
     assert not encoder_arrived(with_encoder, None)  # the first model starts from it anyway
     assert not encoder_arrived(plan, (serving, {}))  # no encoder

@@ -50,7 +50,9 @@ class PretrainParams:
     (thrown away after pretraining); the views: a crop shifted by up to ``max_shift`` of the window, an amplitude
     scale in ``scale_range``, a sign flip, Gaussian noise of ``noise`` times the window's standard deviation.
     ``objective`` "masked" instead: spans of ``mask_span`` samples covering about ``mask_fraction`` of each window
-    are zeroed and reconstructed from the feature map by a 1 x 1 convolution (mean squared error on them).
+    are zeroed and reconstructed from the feature map by a 1 x 1 convolution (mean squared error on them);
+    ``objective`` "neighbours": contrastive, but the two views come from two neighbouring channels of one window
+    (what a spike's field shares across contacts, and a single-contact artifact does not).
     ``n_windows``: channel-windows sampled from the recording (the memory bound); ``transient_share`` of them are
     the most transient channel of their window (the classical detector's peak over median), the rest a random one."""
 
@@ -68,6 +70,11 @@ class PretrainParams:
     noise: float = 0.1
     n_windows: int = 20000
     transient_share: float = 0.0
+
+    @property
+    def pairs(self) -> bool:
+        """Whether the objective learns from pairs of neighbouring channels (:func:`sample_channel_windows`)."""
+        return self.objective == "neighbours"
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -173,8 +180,10 @@ def sample_channel_windows(
     seed: int = 0,
     transient_share: float = 0.0,
     sfreq: float = 256.0,
+    pairs: bool = False,
 ) -> np.ndarray:
-    """``n`` random single-channel windows ``[n, n_times]`` drawn across ``sources`` (window stores, or arrays
+    """``n`` random single-channel windows ``[n, n_times]`` (with ``pairs``: neighbouring channels ``[n, 2,
+    n_times]``, see :func:`_one_channel_each`) drawn across ``sources`` (window stores, or arrays
     ``[n, n_chans, n_times]``) in proportion to their sizes: random windows, one usable channel of each (no NaN, not
     flat): for ``transient_share`` of them the channel where the classical detector's transient stands out most from
     its own background (:class:`~ls_backend.active.transients.TransientDetector` at the store's ``sfreq``, else
@@ -195,13 +204,14 @@ def sample_channel_windows(
         detector = TransientDetector(sfreq=float(getattr(source, "sfreq", sfreq))) if transient_share > 0 else None
         for first in range(0, len(rows), READ_CHUNK):
             X = source.read_rows(rows[first : first + READ_CHUNK])
-            parts.append(_one_channel_each(X, rng, transient_share, detector))
-    lengths = sorted({part.shape[1] for part in parts})
+            parts.append(_one_channel_each(X, rng, transient_share, detector, pairs))
+    lengths = sorted({part.shape[-1] for part in parts})
     if len(lengths) > 1:
         raise ValueError(f"pretraining needs windows of one length; the window stores have {lengths} samples")
     windows = np.concatenate(parts)
     if not len(windows):
-        raise ValueError("pretraining found no usable channel (every sampled channel was absent or flat)")
+        what = "pair of neighbouring usable channels" if pairs else "usable channel"
+        raise ValueError(f"pretraining found no {what} (every sampled channel was absent or flat)")
     return windows[rng.permutation(len(windows))]
 
 
@@ -210,18 +220,29 @@ def _one_channel_each(
     rng: np.random.Generator,
     transient_share: float = 0.0,
     detector: TransientDetector | None = None,
+    pairs: bool = False,
 ) -> np.ndarray:
     """One usable channel of each window ``[n, n_chans, n_times]`` (windows without one are left out): the most
-    transient one (``detector``'s peak over median) for ``transient_share`` of the windows, else a random one."""
+    transient one (``detector``'s peak over median) for ``transient_share`` of the windows, else a random one. With
+    ``pairs``, that channel and a usable neighbour (the next channel, else the previous: the next contact of a shaft,
+    or the next bipolar derivation), ``[m, 2, n_times]``, from the windows that have one."""
     usable = np.isfinite(X).all(axis=2) & (np.nan_to_num(X).std(axis=2) > 1e-6)
-    keep = np.flatnonzero(usable.any(axis=1))
-    scores = rng.random(usable[keep].shape)
+    after = np.zeros_like(usable)
+    after[:, :-1] = usable[:, 1:]
+    before = np.zeros_like(usable)
+    before[:, 1:] = usable[:, :-1]
+    anchor = usable & (after | before) if pairs else usable
+    keep = np.flatnonzero(anchor.any(axis=1))
+    scores = rng.random(anchor[keep].shape)
     if detector is not None:
         transient = rng.random(len(keep)) < transient_share
         if transient.any():  # those rows rank their channels by how much the transient stands out (NaN: absent)
             scores[transient] = np.nan_to_num(detector.features(X[keep[transient]])[..., 1], nan=-np.inf)
-    scores = np.where(usable[keep], scores, -np.inf)
-    return np.ascontiguousarray(X[keep, scores.argmax(axis=1)], dtype=np.float32)
+    channel = np.where(anchor[keep], scores, -np.inf).argmax(axis=1)
+    if not pairs:
+        return np.ascontiguousarray(X[keep, channel], dtype=np.float32)
+    partner = np.where(after[keep, channel], channel + 1, channel - 1)
+    return np.ascontiguousarray(np.stack([X[keep, channel], X[keep, partner]], axis=1), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -266,8 +287,10 @@ class ContrastiveModel(nn.Module):
         return self.projection(pooled_features(self.encoder, x))
 
     def loss(self, x: torch.Tensor, params: PretrainParams, generator: torch.Generator) -> torch.Tensor:
-        """NT-Xent between two random views of each channel-window of ``x`` ``[B, T]``."""
-        views = augment(x, params, generator), augment(x, params, generator)
+        """NT-Xent between two random views of each channel-window of ``x`` ``[B, T]``, or of each pair's two
+        channels (``[B, 2, T]``: neighbouring contacts of one window)."""
+        first, second = (x[:, 0], x[:, 1]) if x.ndim == 3 else (x, x)
+        views = augment(first, params, generator), augment(second, params, generator)
         return nt_xent(self(views[0]), self(views[1]), params.temperature)
 
 
@@ -300,7 +323,7 @@ class MaskedModel(nn.Module):
         return ((self.decoder(features)[:, 0] - x) ** 2)[mask].mean()
 
 
-OBJECTIVES = {"contrastive", "masked"}
+OBJECTIVES = {"contrastive", "masked", "neighbours"}
 
 
 def pretrain_encoder(
@@ -315,8 +338,11 @@ def pretrain_encoder(
     params.check()
     model_params = dict(model_params or {})
     windows = np.asarray(windows, np.float32)
-    if windows.ndim != 2 or len(windows) < 2 or not np.isfinite(windows).all():
-        raise ValueError(f"pretraining expects finite channel-windows [n >= 2, n_times], got shape {windows.shape}")
+    pairs = params.pairs
+    expected = "[n >= 2, 2, n_times] (pairs of neighbouring channels)" if pairs else "[n >= 2, n_times]"
+    shape_ok = windows.ndim == 3 and windows.shape[1] == 2 if pairs else windows.ndim == 2
+    if not shape_ok or len(windows) < 2 or not np.isfinite(windows).all():
+        raise ValueError(f"pretraining expects finite channel-windows {expected}, got shape {windows.shape}")
     start = time.perf_counter()
     detector = SpikeDetector(**model_params)
     losses = []
@@ -324,8 +350,7 @@ def pretrain_encoder(
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         trunk = detector.build_module()
-        masked = params.objective == "masked"
-        model = MaskedModel(trunk) if masked else ContrastiveModel(trunk, params.projection_dim)
+        model = MaskedModel(trunk) if params.objective == "masked" else ContrastiveModel(trunk, params.projection_dim)
         optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         schedule = OneCycle(optimizer, params.steps)
         data = torch.from_numpy(windows)
@@ -363,7 +388,7 @@ def pretrain_from_stores(
     seed: int = 0,
 ) -> PretrainedEncoder:
     """:func:`sample_channel_windows` from a patient's window stores, then :func:`pretrain_encoder`."""
-    windows = sample_channel_windows(stores, params.n_windows, seed, params.transient_share)
+    windows = sample_channel_windows(stores, params.n_windows, seed, params.transient_share, pairs=params.pairs)
     return pretrain_encoder(windows, model_params, params, seed)
 
 
