@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +91,19 @@ def wait_cleaned(models: Path, project_id: int, timeout: float = 3600) -> float:
     return time.time()
 
 
+CHALLENGE_PRETRAIN_STEPS = 30  # the challenge's cost does not depend on how long its encoder was pretrained
+
+
 def pretrain_now(root: Path, server: Any, project_id: int) -> float:
-    """The project's encoder, pretrained as ``PRETRAIN_AFTER_IMPORT`` does it (the backend is idle meanwhile)."""
+    """The project's encoder, pretrained as ``PRETRAIN_AFTER_IMPORT`` does it but for fewer steps (the backend is
+    idle meanwhile)."""
     from ls_backend.config import Settings
     from ls_backend.pretraining import AFTER_IMPORT, pretrain_project
 
     env = {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token, "MODEL_DIR": str(root / "models"),
            "WINDOW_STORE_DIR": str(root / "stores")}  # fmt: skip
-    return pretrain_project(Settings.from_env(env), project_id, params=AFTER_IMPORT).seconds
+    params = replace(AFTER_IMPORT, steps=CHALLENGE_PRETRAIN_STEPS)
+    return pretrain_project(Settings.from_env(env), project_id, params=params).seconds
 
 
 def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challenge: bool = False) -> dict:
@@ -157,6 +163,7 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challe
         "labeling_stream_during_run": during_run, "labeling_stream_during_cleanup": during_cleanup,
         "backend_peak_rss_mb": backend_rss_mb,
         "encoder_challenge": encoder_challenge, "pretrain_seconds": pretrain_seconds,
+        "pretrain_steps": CHALLENGE_PRETRAIN_STEPS if encoder_challenge else None,
         "cold_start_run": cold_start, "last_run": last,
     }  # fmt: skip
 
