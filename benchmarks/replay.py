@@ -47,7 +47,7 @@ import numpy as np
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset, windowset_from_recordings
 from ls_backend.loop import Plan
 from ls_backend.model import SpikeDetector
-from ls_backend.model.pretrain import OBJECTIVES, PretrainParams, pretrain_encoder, sample_channel_windows
+from ls_backend.model.pretrain import OBJECTIVES, PretrainParams, pretrain_from_stores
 from ls_backend.replay import (
     ReplayData,
     ReplaySettings,
@@ -214,10 +214,7 @@ def _run_job(job: tuple[str, str, int, SpikeDetector | dict | None]) -> tuple[An
         sources = [data.pool_X, data.test_X]
         if name.endswith(COHORT) and data.reference_X is not None:
             sources.append(data.reference_X)  # the other patients' windows too, unlabeled
-        windows = sample_channel_windows(
-            sources, params.n_windows, seed, params.transient_share, _STATE["sfreq"], pairs=params.pairs
-        )
-        out = pretrain_encoder(windows, settings.plan.model, params, seed)
+        out = pretrain_from_stores(sources, settings.plan.model, params, seed, _STATE["sfreq"])
     elif kind == "full":
         out = converged_reference(data, settings, seed)
     elif kind == "matched":

@@ -273,13 +273,14 @@ class PoolScorer:
         arrays = {name: np.concatenate(parts) for name, parts in self._parts.items() if parts}
         cold = cold_start_arrays(arrays.pop("features", np.zeros((0, 1, 2), np.float32)), self.detector)
         arrays["detector_score"], arrays["detector_features"] = cold["detector_score"], cold["embeddings"]
-        if not self.model_embeds and self.embedder is None:
+        detector_space = not self.model_embeds and self.embedder is None  # the embeddings are the detector's features
+        if detector_space:
             arrays["embeddings"] = cold["embeddings"]
         extra: dict[str, np.ndarray] = {}
         if labeled is not None and len(labeled):
-            extra["labeled_y"] = labeled.y
-            extra["labeled_embeddings"] = self.embed(labeled.X)
-            extra["labeled_detector_features"] = self.detector_features(labeled.X)
+            features = self.detector_features(labeled.X)
+            extra["labeled_y"], extra["labeled_detector_features"] = labeled.y, features
+            extra["labeled_embeddings"] = features if detector_space else self.embed(labeled.X)
         if reference_X is not None and self.model is not None:
             extra["reference_embeddings"] = self.model.embed(reference_X)
         return PoolView(**arrays, **extra, n_windows=len(cold["detector_score"]))
@@ -313,8 +314,9 @@ def rank(
     cold-start strategy ranks instead of a strategy that needs one, with the diversity of ``embedder``'s embeddings
     where one is given (:func:`cold_embedder`). ``on_batch`` receives each batch's model outputs (pre-annotations
     are made from them)."""
-    name = strategy if model is not None or parse_strategy(strategy)[0] in MODEL_FREE else "cold_start"
-    base = parse_strategy(name)[0]
+    name, base = strategy, parse_strategy(strategy)[0]
+    if model is None and base not in MODEL_FREE:
+        name = base = "cold_start"
     rng = np.random.default_rng(rng)
     seed = int(rng.integers(2**31))
     scorer = PoolScorer(model, sfreq, MC_DRAWS if base in NEEDS_DRAWS else 0, seed, embedder)

@@ -7,6 +7,7 @@ runs on tens of thousands of windows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -73,13 +74,19 @@ def nearest(x: np.ndarray, centres: np.ndarray | None, chunk: int = 4096) -> tup
     dist = np.full(len(x), np.inf)
     if centres is None or len(centres) == 0:
         return index, dist
+    for lo, d2 in _squared_distances(x, centres, chunk):
+        index[lo : lo + len(d2)] = d2.argmin(axis=1)
+        dist[lo : lo + len(d2)] = np.sqrt(d2.min(axis=1))
+    return index, dist
+
+
+def _squared_distances(x: np.ndarray, centres: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Squared Euclidean distances from ``chunk`` rows of ``x`` at a time to every row of ``centres``: (first row,
+    ``[rows, len(centres)]``), never negative."""
     c_sq = (centres**2).sum(axis=1)
     for lo in range(0, len(x), chunk):
         block = x[lo : lo + chunk]
-        d2 = (block**2).sum(axis=1)[:, None] - 2 * block @ centres.T + c_sq[None, :]
-        index[lo : lo + chunk] = d2.argmin(axis=1)
-        dist[lo : lo + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
-    return index, dist
+        yield lo, np.maximum((block**2).sum(axis=1)[:, None] - 2 * block @ centres.T + c_sq[None, :], 0.0)
 
 
 def nearest_distance(x: np.ndarray, centres: np.ndarray | None) -> np.ndarray:
@@ -108,13 +115,11 @@ def neighbour_vote(
     scale = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(labeled_x, k)[0][:, -1]
     inv_h2 = 1.0 / np.maximum(scale, 1e-12) ** 2
     y = np.asarray(labeled_y, np.float64)
-    l_sq = (labeled_x**2).sum(axis=1)
     out = np.empty(len(x))
-    for lo in range(0, len(x), chunk):
-        block = x[lo : lo + chunk]
-        d2 = np.maximum((block**2).sum(axis=1)[:, None] - 2 * block @ labeled_x.T + l_sq[None, :], 0.0)
+    for lo, d2 in _squared_distances(x, labeled_x, chunk):
         weight = np.exp(-d2 * inv_h2[None, :])
-        out[lo : lo + chunk] = (prior_weight * prior[lo : lo + chunk] + weight @ y) / (prior_weight + weight.sum(1))
+        rows = slice(lo, lo + len(d2))
+        out[rows] = (prior_weight * prior[rows] + weight @ y) / (prior_weight + weight.sum(axis=1))
     return out
 
 

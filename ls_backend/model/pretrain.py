@@ -386,9 +386,11 @@ def pretrain_from_stores(
     model_params: Mapping[str, Any] | None = None,
     params: PretrainParams = PretrainParams(),
     seed: int = 0,
+    sfreq: float = 256.0,
 ) -> PretrainedEncoder:
-    """:func:`sample_channel_windows` from a patient's window stores, then :func:`pretrain_encoder`."""
-    windows = sample_channel_windows(stores, params.n_windows, seed, params.transient_share, pairs=params.pairs)
+    """:func:`sample_channel_windows` from a patient's window stores (or arrays, at ``sfreq``) as ``params`` asks,
+    then :func:`pretrain_encoder`."""
+    windows = sample_channel_windows(stores, params.n_windows, seed, params.transient_share, sfreq, params.pairs)
     return pretrain_encoder(windows, model_params, params, seed)
 
 
