@@ -17,6 +17,17 @@ rankings' predictions in the background (their time is reported too); the backen
     python -m benchmarks.bench_time_to_ranking --tasks 2000 --labels 60 --out /tmp/ttr.json   # a quick look
     python -m benchmarks.bench_time_to_ranking --labels 100 --encoder-challenge \
         --out benchmarks/results/time_to_ranking_challenge.json   # the run after the pretrained encoder arrives
+    python -m benchmarks.bench_time_to_ranking --labels 20 --first-labels \
+        --out benchmarks/results/time_to_ranking_first_labels.json
+    python -m benchmarks.bench_time_to_ranking --labels 20 --first-labels --during-pretraining \
+        --out benchmarks/results/time_to_ranking_during_pretraining.json   # the same, pretraining running
+
+With ``--first-labels`` the labels are submitted right after the cold-start ranking, one after the other, without
+waiting for the runs they start, as a clinician who starts labeling at once would (the clock runs from the last
+one). With ``--during-pretraining`` the backend runs with ``PRETRAIN_AFTER_IMPORT=1``: the encoder's pretraining
+starts after the cold-start ranking, in the backend's worker, and competes with the retraining runs for the cores.
+The result says whether the encoder was still missing when the last annotation was submitted (the measurement
+counts only then) and when it arrived.
 """
 
 from __future__ import annotations
@@ -81,6 +92,16 @@ def stale_versions(models: Path, project_id: int) -> list[str]:
     return stale_versions(ProjectState(models, str(project_id)))
 
 
+def wait_encoder(models: Path, project_id: int, timeout: float = 3600) -> float:
+    """When the background pretraining's encoder was saved (time.time(), polled)."""
+    deadline = time.monotonic() + timeout
+    while not encoder_present(models, project_id):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the background pretraining did not save an encoder")
+        time.sleep(1)
+    return time.time()
+
+
 def wait_cleaned(models: Path, project_id: int, timeout: float = 3600) -> float:
     """When the backend had deleted every old ranking's predictions (time.time())."""
     deadline = time.monotonic() + timeout
@@ -106,7 +127,21 @@ def pretrain_now(root: Path, server: Any, project_id: int) -> float:
     return pretrain_project(Settings.from_env(env), project_id, params=params).seconds
 
 
-def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challenge: bool = False) -> dict:
+def encoder_present(models: Path, project_id: int) -> bool:
+    from ls_backend.registry import ModelRegistry
+
+    return ModelRegistry(models).encoder_path(str(project_id)).exists()
+
+
+def run(
+    root: Path,
+    n_tasks: int,
+    n_labels: int,
+    debounce: float,
+    encoder_challenge: bool = False,
+    during_pretraining: bool = False,
+    first_labels: bool = False,
+) -> dict:
     from label_studio_sdk import LabelStudio
     from studio_server import running_studio
 
@@ -122,6 +157,7 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challe
                 "LABEL_STUDIO_URL": server.url,
                 "LABEL_STUDIO_API_KEY": server.token,
                 "RETRAIN_DEBOUNCE_SECONDS": str(debounce),
+                "PRETRAIN_AFTER_IMPORT": "1" if during_pretraining else "0",
             },
         )
         try:
@@ -138,18 +174,22 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challe
             order = np.random.default_rng(0).permutation(sorted(truth))
             for task_id in order[: n_labels - 1]:
                 client.annotations.create(id=int(task_id), result=[window_result(truth[task_id])])
-            wait_idle(root / "models", project.id)
+            if not first_labels:
+                wait_idle(root / "models", project.id)
             pretrain_seconds = pretrain_now(root, server, project.id) if encoder_challenge else None
             stale_at_submit = stale_versions(root / "models", project.id)  # still being deleted: the run goes first
+            encoder_at_submit = encoder_present(root / "models", project.id)
             submitted = time.time()
             client.annotations.create(id=int(order[n_labels - 1]), result=[window_result(truth[order[n_labels - 1]])])
             with StreamProbe(server.url, server.token, project.id) as stream:  # a clinician asking for tasks
                 last = run_after(root / "models", project.id, submitted)
+                encoder_at_run_end = encoder_present(root / "models", project.id)
                 during_run = stream.summary(restart=True)
                 cleanup_seconds = wait_cleaned(root / "models", project.id) - (
                     last["started_at"] + last["seconds"]["total"]
                 )
                 during_cleanup = stream.summary()
+            encoder_arrived = wait_encoder(root / "models", project.id) if during_pretraining else None
             backend_rss_mb = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
@@ -164,6 +204,10 @@ def run(root: Path, n_tasks: int, n_labels: int, debounce: float, encoder_challe
         "backend_peak_rss_mb": backend_rss_mb,
         "encoder_challenge": encoder_challenge, "pretrain_seconds": pretrain_seconds,
         "pretrain_steps": CHALLENGE_PRETRAIN_STEPS if encoder_challenge else None,
+        "first_labels": first_labels, "during_pretraining": during_pretraining,
+        "encoder_present_at_annotation": encoder_at_submit,
+        "encoder_present_when_run_finished": encoder_at_run_end,
+        "encoder_arrived_after_cold_start_seconds": None if encoder_arrived is None else encoder_arrived - connected,
         "cold_start_run": cold_start, "last_run": last,
     }  # fmt: skip
 
@@ -252,10 +296,28 @@ def main(argv: list[str] | None = None) -> int:
         help="pretrain the project's encoder before the last annotation: its run trains a candidate from the "
         "encoder to challenge the serving model (what a project sees once PRETRAIN_AFTER_IMPORT's encoder arrives)",
     )
+    parser.add_argument(
+        "--first-labels",
+        action="store_true",
+        help="submit the labels right after the cold-start ranking without waiting for the runs they start",
+    )
+    parser.add_argument(
+        "--during-pretraining",
+        action="store_true",
+        help="PRETRAIN_AFTER_IMPORT=1: the encoder's pretraining runs in the backend while the labels arrive",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "time_to_ranking.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(Path(tmp), args.tasks, args.labels, args.debounce, args.encoder_challenge)
+        result = run(
+            Path(tmp),
+            args.tasks,
+            args.labels,
+            args.debounce,
+            args.encoder_challenge,
+            args.during_pretraining,
+            args.first_labels,
+        )
     print(f"{'last run, stage':<38}{'seconds':>9}")
     for name, value in result["last_run"]["seconds"].items():
         print(f"{'  ' + name:<38}{value:>9.1f}")
@@ -268,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"{name:<38}{result[name] or float('nan'):>9.1f}")
     print(f"{'old_rankings_deleted_after_run_seconds':<38}{result['old_rankings_deleted_after_run_seconds']:>9.1f}")
+    if result["during_pretraining"]:
+        print(f"encoder present at the annotation: {result['encoder_present_at_annotation']}, when the run "
+              f"finished: {result['encoder_present_when_run_finished']}; it arrived "
+              f"{result['encoder_arrived_after_cold_start_seconds']:.0f} s after the cold start")  # fmt: skip
     print(f"labeling stream during the run: {result['labeling_stream_during_run']}")
     print(f"labeling stream during the deletion: {result['labeling_stream_during_cleanup']}")
     write_result(result, args.out, "bench_time_to_ranking", argv)
