@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from converters.windowset import WindowSet, load_windowset, synthetic_windowset, windowset_from_recordings
+from ls_backend.active.strategies import parse_params
 from ls_backend.loop import Plan
 from ls_backend.model import SpikeDetector
 from ls_backend.model.pretrain import OBJECTIVES, PretrainParams, pretrain_from_stores
@@ -553,6 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the pretraining also draws the other patients' windows (unlabeled), in proportion to their number",
     )
+    parser.add_argument(
+        "--model",
+        type=model_params,
+        default={},
+        metavar="PARAM=VALUE,...",
+        help="SpikeDetector parameters over the live retraining's (e.g. channel_pool=lse): the loop's models, the "
+        "cohort's and the references trained by this run",
+    )
     parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
@@ -575,6 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
         "recompute its summary, targets and plot; the curves are kept",
     )
     return parser
+
+
+def model_params(text: str) -> dict[str, Any]:
+    """``--model``'s value: SpikeDetector parameters, checked by name."""
+    params = parse_params(text)
+    known = SpikeDetector._get_param_names()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"SpikeDetector has no parameter(s) {', '.join(unknown)}; it takes {known}")
+    return params
 
 
 def resummarize(path: Path) -> dict[str, Any]:
@@ -649,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ReplaySettings(
         args.batch_size or preset.batch_size,
         args.budget or preset.budget,
-        preset.plan,
+        replace(preset.plan, model={**preset.plan.model, **args.model}),
         reference_epochs=preset.reference_epochs,
     )
     settings.check(data.n_pool)

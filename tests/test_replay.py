@@ -64,6 +64,8 @@ def test_quick_replay_writes_curves_summary_and_plot(tmp_path):
         "--jobs",
         "1",
         "--warm-start",
+        "--model",
+        "dropout=0.2",
         "--out",
         str(out),
     ]
@@ -92,11 +94,21 @@ def test_quick_replay_writes_curves_summary_and_plot(tmp_path):
     assert set(result["targets"]["warm_vs_cold"]["per_strategy"]) == {"random", "bald"}
     assert result["warm_strategies"] == ["random", "bald"]
     assert result["data"]["n_pool"] == 40
+    assert result["settings"]["plan"]["model"]["dropout"] == 0.2  # --model over the preset's parameters
     # one job at a time: the run's wall time holds every job and the data loading, and lies within this call
     jobs = result["job_seconds"].values()
     assert result["wall_seconds_data"] + sum(jobs) - 0.05 * len(jobs) <= result["wall_seconds"] <= elapsed
     again = bench.resummarize(out)  # the same summary from the stored curves
     assert again["summary"] == result["summary"] and json.loads(out.read_text())["targets"] == result["targets"]
+
+
+def test_model_option_takes_detector_parameters_by_name(capsys):
+    parser = bench.build_parser()
+    assert parser.parse_args(["--model", "channel_pool=lse,width=8"]).model == {"channel_pool": "lse", "width": 8}
+    assert parser.parse_args([]).model == {}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "widht=8"])
+    assert "SpikeDetector has no parameter(s) widht" in capsys.readouterr().err
 
 
 def test_summary_says_not_reached():

@@ -524,13 +524,21 @@ def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
     """``"name"`` or ``"name:param=value,param=value"`` -> the name and its parameters (values: ints, floats,
     ``none``, ``true``/``false``), e.g. ``"mixed:trust_after_positives=3,search_neighbors=none"``."""
     name, _, rest = spec.partition(":")
+    try:
+        return name.strip(), parse_params(rest)
+    except ValueError as err:
+        raise ValueError(f"strategy {spec!r}: expected name:param=value,param=value, {err}") from None
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """``"param=value,param=value"`` -> a dict (values: ints, floats, ``none``, ``true``/``false``, else text)."""
     params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, text = item.partition("=")
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"strategy {spec!r}: expected name:param=value,param=value, got {item!r}")
-        params[key.strip()] = _value(text.strip())
-    return name.strip(), params
+            raise ValueError(f"got {item!r}")
+        params[key.strip()] = _value(value.strip())
+    return params
 
 
 def _value(text: str) -> Any:
