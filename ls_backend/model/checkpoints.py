@@ -47,6 +47,7 @@ def _payload(model: SpikeDetector, metadata: dict[str, Any]) -> dict[str, Any]:
     saved_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     meta = dict(metadata) | {"software": f"spike-al {_software_version()}", "saved_at": saved_at}
     params = model.get_params()
+    params.pop("device")  # where it trained is not part of the model: a loaded model runs on the CPU until told
     if not isinstance(params["dilation"], int):
         params["dilation"] = list(params["dilation"])
     return {

@@ -55,8 +55,9 @@ class ConsistencyTerm:
     def __call__(self, module: ResNet1d, n: int) -> torch.Tensor | None:
         """The term for ``n`` random channel-windows (None when none is confident)."""
         x = self.windows[torch.randint(0, len(self.windows), (n,), generator=self.generator)]
+        device = next(module.parameters()).device  # the views are drawn on the CPU (one generator)
         with torch.no_grad():
-            weak = smooth_max(module(x.unsqueeze(1))[:, 0], self.sharpness) + self.offset
+            weak = (smooth_max(module(x.unsqueeze(1).to(device))[:, 0], self.sharpness) + self.offset).cpu()
         positive, negative = weak >= self.logit_threshold, weak <= -self.logit_threshold
         confident = positive | negative
         if not confident.any():
@@ -64,8 +65,8 @@ class ConsistencyTerm:
         self.n_positive += int(positive.sum())
         self.n_negative += int(negative.sum())
         strong = random_view(x[confident], STRONG_SHIFT, STRONG_SCALE, STRONG_NOISE, self.generator)
-        logits = smooth_max(module(strong.unsqueeze(1))[:, 0], self.sharpness)
-        target = positive[confident].to(logits.dtype)
+        logits = smooth_max(module(strong.unsqueeze(1).to(device))[:, 0], self.sharpness)
+        target = positive[confident].to(device=device, dtype=logits.dtype)
         losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         parts = [losses[target == t].mean() for t in (0.0, 1.0) if (target == t).any()]
         return 0.5 * torch.stack(parts).sum()

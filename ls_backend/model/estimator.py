@@ -40,7 +40,31 @@ from .streams import map_in_streams, num_threads, retain_freed_memory
 logger = logging.getLogger(__name__)
 
 MAX_INFERENCE_BATCH = 256  # channel-windows per forward pass: 512 was no faster (benchmarks/bench_model.py)
+ACCELERATOR_BATCH_FACTOR = 16  # an accelerator's forward passes take this many times the CPU's batch
 ACTIVATION_BUDGET_BYTES = 4 << 20  # one layer's activations per forward pass
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when PyTorch sees a device, else the CPU) -> the
+    device; a clear error for another name, or for CUDA where this PyTorch sees none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={name!r}, but this PyTorch sees no CUDA device (a CPU build, or no GPU): use 'cpu' or 'auto', "
+            "or install the CUDA build of torch (docs/deployment.md)"
+        )
+    return device
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def inference_batch_size(width: int, n_times: int) -> int:
@@ -160,7 +184,8 @@ class SpikeDetector(BaseEstimator):
     ``consistency_threshold`` (:mod:`~ls_backend.model.consistency`; 0: off), ``seed``.
     Inference: ``threshold`` for regions and F1, ``precision`` ("float32" or "bfloat16" autocast), ``n_threads``
     (None: torch's setting; inference runs that many single-threaded streams of batches, see
-    :mod:`ls_backend.model.streams`). ``sfreq`` converts samples to seconds.
+    :mod:`ls_backend.model.streams`). ``device`` where training and inference run (:func:`resolve_device`: "cpu",
+    the default, "cuda" or "auto"; checkpoints hold CPU tensors either way). ``sfreq`` converts samples to seconds.
     """
 
     module_: ResNet1d  # set by fit or load
@@ -194,6 +219,7 @@ class SpikeDetector(BaseEstimator):
         threshold: float = 0.5,
         precision: str = "float32",
         n_threads: int | None = None,
+        device: str = "cpu",
         sfreq: float = 256.0,
         seed: int = 0,
     ):
@@ -223,6 +249,7 @@ class SpikeDetector(BaseEstimator):
         self.threshold = threshold
         self.precision = precision
         self.n_threads = n_threads
+        self.device = device
         self.sfreq = sfreq
         self.seed = seed
 
@@ -313,12 +340,14 @@ class SpikeDetector(BaseEstimator):
             dense = np.asarray(dense_targets, np.float32)
             if dense.shape != (len(X), X.shape[2]):
                 raise ValueError(f"dense_targets must have shape {(len(X), X.shape[2])}, got {dense.shape}")
+        device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[]), num_threads(self.n_threads):
             torch.manual_seed(self.seed)
             module = self.build_module()
             if init_from is not None:
                 state = init_from.module_.state_dict() if isinstance(init_from, SpikeDetector) else init_from
                 load_initial_weights(module, state)
+            module.to(device)
             self.module_ = module
             self.n_times_ = X.shape[2]
             self.history_: list[dict[str, float]] = []
@@ -387,8 +416,8 @@ class SpikeDetector(BaseEstimator):
             module.eval()
             with torch.no_grad():
                 w, c = np.nonzero(present[positive])
-                seq = torch.from_numpy(X[positive][w, c]).unsqueeze(1)
-                logits = smooth_max(module(seq)[:, 0], self.sharpness).numpy()
+                seq = torch.from_numpy(X[positive][w, c]).unsqueeze(1).to(module_device(module))
+                logits = smooth_max(module(seq)[:, 0], self.sharpness).cpu().numpy()
             module.train(was_training)
             for part in self._frozen_modules():
                 part.eval()
@@ -410,6 +439,7 @@ class SpikeDetector(BaseEstimator):
         consistency: ConsistencyTerm | None = None,
     ) -> None:
         module = self.module_
+        device = module_device(module)
         frozen = self._frozen_modules()
         for part in frozen:
             for p in part.parameters():
@@ -445,21 +475,19 @@ class SpikeDetector(BaseEstimator):
             for step in range(steps):
                 idx = np.sort(order[step * self.batch_size : (step + 1) * self.batch_size])
                 pres = torch.from_numpy(self._select_channels(X[idx], present[idx], y[idx], rng))
-                xb = torch.from_numpy(X[idx])[pres].unsqueeze(1)
+                xb = torch.from_numpy(X[idx])[pres].unsqueeze(1).to(device)
                 d = module(xb)[:, 0]
-                window, _, window_dense = self._aggregate(d, pres)
-                loss_w = soft_focal_loss(
-                    window, torch.from_numpy(y[idx]), self.focal_gamma, pos_weight, torch.from_numpy(weight[idx])
-                )
+                window, _, window_dense = self._aggregate(d, pres.to(device))
+                yb, wb = torch.from_numpy(y[idx]).to(device), torch.from_numpy(weight[idx]).to(device)
+                loss_w = soft_focal_loss(window, yb, self.focal_gamma, pos_weight, wb)
                 loss = loss_w.sum() / max(float(weight[idx].sum()), 1e-6)
                 if dense is not None and has_dense is not None and self.dense_weight > 0:
                     sel = has_dense[idx]
                     if sel.any():
-                        sel_t = torch.from_numpy(sel)
-                        loss_d = soft_focal_loss(
-                            window_dense[sel_t], torch.from_numpy(dense[idx][sel]), self.focal_gamma, pos_weight
-                        ).mean(dim=1)
-                        w = torch.from_numpy(weight[idx][sel])
+                        sel_t = torch.from_numpy(sel).to(device)
+                        target = torch.from_numpy(dense[idx][sel]).to(device)
+                        loss_d = soft_focal_loss(window_dense[sel_t], target, self.focal_gamma, pos_weight).mean(dim=1)
+                        w = wb[sel_t]
                         loss = loss + self.dense_weight * (loss_d * w).sum() / max(float(w.sum()), 1e-6)
                 if consistency is not None and (term := consistency(module, RATIO * len(idx))) is not None:
                     loss = loss + self.consistency_weight * term
@@ -493,16 +521,20 @@ class SpikeDetector(BaseEstimator):
 
     # ------------------------------------------------------------------ inference
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.precision == "bfloat16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(device.type, dtype=torch.bfloat16)
         if self.precision != "float32":
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         return contextlib.nullcontext()
 
-    def _inference_module(self) -> ResNet1d | PackedResNet1d:
+    def _inference_module(self, device: torch.device) -> ResNet1d | PackedResNet1d:
         """The network in its inference form (:func:`~ls_backend.model.resnet1d.inference_network`: BatchNorm
-        folded, fused and prepacked convolutions); rebuilt whenever ``module_`` is replaced (fit, load)."""
+        folded, fused and prepacked convolutions); rebuilt whenever ``module_`` is replaced (fit, load). On an
+        accelerator: ``module_`` itself, moved there."""
+        if device.type != "cpu":
+            return self.module_.to(device).eval()
+        self.module_.to(device)
         cached = getattr(self, "_fused", None)
         if cached is not None and cached[0] is self.module_:
             return cached[1].eval()
@@ -528,7 +560,8 @@ class SpikeDetector(BaseEstimator):
         present = present_channels(X)
         win_idx, chan_idx = np.nonzero(present)
         N = len(win_idx)
-        module = self._inference_module()
+        device = resolve_device(self.device)
+        module = self._inference_module(device)
         retain_freed_memory()
         if dropout:
             for m in module.modules():
@@ -539,20 +572,21 @@ class SpikeDetector(BaseEstimator):
         embeddings = np.zeros((N, module.embedding_dim), np.float32) if want_embedding else None
         channel_dense = np.full((n, C, T), _NEG, np.float32) if want_channel_dense else None
         seq_logit = np.empty(N, np.float32)
-        batch = inference_batch_size(module.width, T)
+        batch = inference_batch_size(module.width, T) * (1 if device.type == "cpu" else ACCELERATOR_BATCH_FACTOR)
 
         def forward(first: int) -> np.ndarray:  # one batch in a stream: its dense logits
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self._autocast(device):
                 xb = torch.from_numpy(X[win_idx[first : first + batch], chan_idx[first : first + batch]])
-                features, emb = module.forward_features(xb.unsqueeze(1))
+                features, emb = module.forward_features(xb.unsqueeze(1).to(device))
                 d = module.forward_head(features)[:, 0].float()
-                seq_logit[first : first + len(xb)] = smooth_max(d, self.sharpness).numpy()
+                seq_logit[first : first + len(xb)] = smooth_max(d, self.sharpness).cpu().numpy()
                 if embeddings is not None:
-                    embeddings[first : first + len(xb)] = emb.float().numpy()
-                return d.numpy()
+                    embeddings[first : first + len(xb)] = emb.float().cpu().numpy()
+                return d.cpu().numpy()
 
-        # dropout draws come from torch's global generator: one stream keeps seeded MC dropout reproducible
-        streams = 1 if dropout else (self.n_threads or torch.get_num_threads())
+        # dropout draws come from torch's global generator: one stream keeps seeded MC dropout reproducible; an
+        # accelerator takes one stream of large batches
+        streams = 1 if dropout or device.type != "cpu" else (self.n_threads or torch.get_num_threads())
         try:
             with num_threads(self.n_threads if streams == 1 else None):
                 for k, d in enumerate(map_in_streams(forward, range(0, N, batch), streams)):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..active.transients import TransientDetector
-from .estimator import OneCycle, SpikeDetector, present_channels
+from .estimator import OneCycle, SpikeDetector, module_device, present_channels, resolve_device
 from .resnet1d import ResNet1d
 from .streams import num_threads
 from .views import random_view
@@ -261,7 +261,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     sim = z @ z.t() / temperature
     sim.fill_diagonal_(-torch.inf)
     B = len(z1)
-    target = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])
+    target = torch.cat([torch.arange(B, 2 * B), torch.arange(B)]).to(z.device)
     return nn.functional.cross_entropy(sim, target)
 
 
@@ -290,7 +290,8 @@ class ContrastiveModel(nn.Module):
         """NT-Xent between two random views of each channel-window of ``x`` ``[B, T]``, or of each pair's two
         channels (``[B, 2, T]``: neighbouring contacts of one window)."""
         first, second = (x[:, 0], x[:, 1]) if x.ndim == 3 else (x, x)
-        views = augment(first, params, generator), augment(second, params, generator)
+        device = module_device(self)  # the views are drawn on the CPU (one generator), the model runs on its device
+        views = augment(first, params, generator).to(device), augment(second, params, generator).to(device)
         return nt_xent(self(views[0]), self(views[1]), params.temperature)
 
 
@@ -317,8 +318,9 @@ class MaskedModel(nn.Module):
         """Mean squared error of the reconstruction on the masked samples of ``x`` ``[B, T]`` (sign-flipped at
         random, as a bipolar derivation may be)."""
         sign = torch.where(torch.rand(len(x), 1, generator=generator) < 0.5, -1.0, 1.0)
-        x = x * sign
-        mask = span_mask((len(x), x.shape[1]), params, generator)
+        device = module_device(self)
+        x = (x * sign).to(device)
+        mask = span_mask((len(x), x.shape[1]), params, generator).to(device)
         features, _ = self.encoder.forward_features(x.masked_fill(mask, 0.0).unsqueeze(1))
         return ((self.decoder(features)[:, 0] - x) ** 2)[mask].mean()
 
@@ -351,6 +353,7 @@ def pretrain_encoder(
         generator = torch.Generator().manual_seed(seed)
         trunk = detector.build_module()
         model = MaskedModel(trunk) if params.objective == "masked" else ContrastiveModel(trunk, params.projection_dim)
+        model.to(resolve_device(detector.device))
         optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         schedule = OneCycle(optimizer, params.steps)
         data = torch.from_numpy(windows)
