@@ -3,6 +3,7 @@
     python -m benchmarks.replay_compare benchmarks/results/replay_{A,B,C,D}.json \
         --out benchmarks/results/strategies.json
     python -m benchmarks.replay_compare replay_pretrain_B.json replay_transients_B.json=@transients   # renamed
+    python -m benchmarks.replay_compare replay_search_B.json replay_lse_B.json=+lse   # every name: mixed+lse
 
 For every patient (one ``benchmarks.replay`` result file each) and strategy: the area under the learning curve
 relative to the converged fully supervised reference (mean ± SD over the seeds), the seeds reaching 95 % of it, and
@@ -12,7 +13,8 @@ seeds the first one is ahead. A difference whose interval excludes 0 is beyond t
 ``pooled``: the same for the pairs every patient has, over every (patient, seed), each difference divided by its
 patient's reference (a pooled interval treats the patients' seeds as one sample). ``FILE=@TAG``
 appends ``@TAG`` to the names of that file's variants that hold a ``+`` (two runs of one variant with different
-settings, side by side; the plain strategies keep their names).
+settings, side by side; the plain strategies keep their names); ``FILE=+TAG`` appends ``+TAG`` to every name of that
+file (a run whose settings differ throughout, e.g. ``--model``, beside the plain strategies of another).
 """
 
 from __future__ import annotations
@@ -118,11 +120,15 @@ def table(comparison: dict[str, Any]) -> str:
 
 
 def tagged(result: dict[str, Any], tag: str) -> dict[str, Any]:
-    """``result`` with ``tag`` appended to the names of its variants (names with a ``+``) in curves and summary."""
+    """``result`` with ``tag`` appended in curves and summary: an ``@TAG`` to the names of its variants (names with
+    a ``+``), a ``+TAG`` to every name."""
     if not tag:
         return result
+    if not tag.startswith(("@", "+")):
+        raise SystemExit(f"a result file's tag must be =@TAG or =+TAG, got ={tag}")
+    every = tag.startswith("+")
     for key in ("curves", "summary"):
-        result[key] = {(name + tag if "+" in name else name): v for name, v in result[key].items()}
+        result[key] = {(name + tag if every or "+" in name else name): v for name, v in result[key].items()}
     return result
 
 

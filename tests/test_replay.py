@@ -201,3 +201,13 @@ def test_two_runs_of_one_variant_are_compared_side_by_side_by_tag(tmp_path):
     assert replay_compare.main([*files, "--out", str(out)]) == 0
     strategies = json.loads(out.read_text())["B"]["strategies"]
     assert set(strategies) == {"mixed", "mixed+pretrain", "mixed+pretrain@transients"}
+    lse = tmp_path / "lse.json"  # =+TAG: every name of the file, the plain strategies too
+    lse.write_text(json.dumps(result(0.4)))
+    assert replay_compare.main([str(tmp_path / "random.json"), f"{lse}=+lse", "--out", str(out)]) == 0
+    pairs = json.loads(out.read_text())["B"]["pairs"]
+    assert set(json.loads(out.read_text())["B"]["strategies"]) == {
+        "mixed", "mixed+pretrain", "mixed+lse", "mixed+pretrain+lse"
+    }  # fmt: skip
+    assert pairs["mixed - mixed+lse"]["mean"] == pytest.approx(-0.1)
+    with pytest.raises(SystemExit, match="=@TAG or =\\+TAG"):
+        replay_compare.main([f"{lse}=lse"])
