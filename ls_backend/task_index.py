@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from converters import studio
-
 from .project_state import ProjectState, read_json, write_json_atomic
 from .stores import StoreCache, TaskInputError, WindowRef
 
@@ -92,6 +90,8 @@ def _parse(entries: Mapping) -> Index:
 
 
 def _listed(client: Any, project_id: int, after_id: int = 0) -> Index:
+    from converters import studio  # the Label Studio SDK, imported only where Label Studio is asked
+
     return _parse(studio.task_index(client, project_id, after_id=after_id))
 
 
