@@ -18,6 +18,7 @@ channel) and true rates (each spike on its main derivation); whether the most ac
 
     python -m benchmarks.detect_accuracy --seeds 1 --jobs 2       # A-D (about 20 minutes on 2 cores)
     python -m benchmarks.detect_accuracy --patients B --seeds 3
+    python -m benchmarks.detect_accuracy --patients B D --model channel_pool=lse   # another model setting
     python -m benchmarks.detect_accuracy --quick --out /tmp/detect_accuracy.json     # tiny, for CI
 
 Writes ``--out`` (JSON: settings, per patient, seed and model the scores, the targets, machine) and the PNG next to
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.replay import QUICK as REPLAY_QUICK
+from benchmarks.replay import model_params
 from ls_backend.loop import Plan
 
 if TYPE_CHECKING:
@@ -442,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=int, nargs="+", help=f"labels of the kept models (default {FULL.labels})")
     parser.add_argument("--batch-size", type=int, help=f"windows per replay round (default {FULL.batch_size})")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument(
+        "--model",
+        type=model_params,
+        default={},
+        metavar="PARAM=VALUE,...",
+        help="SpikeDetector parameters over the live retraining's (e.g. channel_pool=lse), as the replay's --model",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny recordings, model and budget (CI)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the converted recordings (reused)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")
@@ -464,7 +473,8 @@ def check_args(args: argparse.Namespace, preset: Preset) -> Preset:
     if batch_size < 1:
         raise SystemExit(f"--batch-size must be positive, got {batch_size}")
     patients = tuple(args.patients or preset.patients)
-    return replace(preset, patients=patients, labels=labels, batch_size=batch_size)
+    plan = replace(preset.plan, model={**preset.plan.model, **args.model})
+    return replace(preset, patients=patients, labels=labels, batch_size=batch_size, plan=plan)
 
 
 def main(argv: list[str] | None = None) -> int:

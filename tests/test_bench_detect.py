@@ -56,8 +56,10 @@ def test_quick_scale_benchmark_writes_json_and_plot(tmp_path):
 
 def test_quick_accuracy_benchmark_writes_json_and_plot(tmp_path):
     out = tmp_path / "detect_accuracy.json"
-    assert detect_accuracy.main(["--quick", "--jobs", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    argv = ["--quick", "--jobs", "1", "--cache", str(tmp_path / "cache"), "--model", "dropout=0.2", "--out", str(out)]
+    assert detect_accuracy.main(argv) == 0
     result = json.loads(out.read_text())
+    assert result["settings"]["plan"]["model"]["dropout"] == 0.2  # --model over the preset's parameters
     (patient,) = result["results"]
     models = [row["model"] for row in patient["rows"]]
     assert models == ["8 labels", "16 labels", detect_accuracy.FULL_SUPERVISION, detect_accuracy.CLASSICAL]
