@@ -37,6 +37,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,19 @@ def run_after(models: Path, project_id: int, since: float, timeout: float = 3600
     raise RuntimeError(f"no retraining started after the annotation within {timeout:.0f} s")
 
 
-def wait_idle(models: Path, project_id: int, timeout: float = 3600) -> None:
+def wait_until(done: Callable[[], object], failure: str, timeout: float = 3600, pause: float = 0.5) -> float:
+    """Poll ``done`` every ``pause`` seconds until it is true: when it was (time.time()); RuntimeError ``failure``
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while (models / str(project_id) / "retrain.json").exists():
+    while not done():
         if time.monotonic() > deadline:
-            raise RuntimeError("the retraining queue did not drain")
-        time.sleep(0.5)
+            raise RuntimeError(failure)
+        time.sleep(pause)
+    return time.time()
+
+
+def wait_idle(models: Path, project_id: int) -> None:
+    wait_until(lambda: not (models / str(project_id) / "retrain.json").exists(), "the retraining queue did not drain")
 
 
 def stale_versions(models: Path, project_id: int) -> list[str]:
@@ -92,24 +100,15 @@ def stale_versions(models: Path, project_id: int) -> list[str]:
     return stale_versions(ProjectState(models, str(project_id)))
 
 
-def wait_encoder(models: Path, project_id: int, timeout: float = 3600) -> float:
+def wait_encoder(models: Path, project_id: int) -> float:
     """When the background pretraining's encoder was saved (time.time(), polled)."""
-    deadline = time.monotonic() + timeout
-    while not encoder_present(models, project_id):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the background pretraining did not save an encoder")
-        time.sleep(1)
-    return time.time()
+    failure = "the background pretraining did not save an encoder"
+    return wait_until(lambda: encoder_present(models, project_id), failure, pause=1.0)
 
 
-def wait_cleaned(models: Path, project_id: int, timeout: float = 3600) -> float:
+def wait_cleaned(models: Path, project_id: int) -> float:
     """When the backend had deleted every old ranking's predictions (time.time())."""
-    deadline = time.monotonic() + timeout
-    while stale_versions(models, project_id):
-        if time.monotonic() > deadline:
-            raise RuntimeError("old rankings were not deleted")
-        time.sleep(0.5)
-    return time.time()
+    return wait_until(lambda: not stale_versions(models, project_id), "old rankings were not deleted")
 
 
 CHALLENGE_PRETRAIN_STEPS = 30  # the challenge's cost does not depend on how long its encoder was pretrained

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.replay import QUICK as REPLAY_QUICK
-from benchmarks.replay import model_params
+from benchmarks.replay import add_model_option
 from ls_backend.loop import Plan
 
 if TYPE_CHECKING:
@@ -444,13 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=int, nargs="+", help=f"labels of the kept models (default {FULL.labels})")
     parser.add_argument("--batch-size", type=int, help=f"windows per replay round (default {FULL.batch_size})")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    parser.add_argument(
-        "--model",
-        type=model_params,
-        default={},
-        metavar="PARAM=VALUE,...",
-        help="SpikeDetector parameters over the live retraining's (e.g. channel_pool=lse), as the replay's --model",
-    )
+    add_model_option(parser)
     parser.add_argument("--quick", action="store_true", help="tiny recordings, model and budget (CI)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the converted recordings (reused)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")

@@ -554,14 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the pretraining also draws the other patients' windows (unlabeled), in proportion to their number",
     )
-    parser.add_argument(
-        "--model",
-        type=model_params,
-        default={},
-        metavar="PARAM=VALUE,...",
-        help="SpikeDetector parameters over the live retraining's (e.g. channel_pool=lse): the loop's models, the "
-        "cohort's and the references trained by this run",
-    )
+    add_model_option(parser)
     parser.add_argument("--test-fraction", type=float, default=1 / 3, help="target windows held out for testing")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--quick", action="store_true", help="tiny data, model and budget (CI)")
@@ -584,6 +577,18 @@ def build_parser() -> argparse.ArgumentParser:
         "recompute its summary, targets and plot; the curves are kept",
     )
     return parser
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """``--model PARAM=VALUE,...``: SpikeDetector parameters over the live retraining's (:func:`model_params`)."""
+    parser.add_argument(
+        "--model",
+        type=model_params,
+        default={},
+        metavar="PARAM=VALUE,...",
+        help="SpikeDetector parameters over the live retraining's for every model the run trains (e.g. "
+        "channel_pool=lse, width=64,depth=8, device=cuda)",
+    )
 
 
 def model_params(text: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .resnet1d import ResNet1d, smooth_max
+from .resnet1d import ResNet1d, module_device, smooth_max
 from .views import random_view
 
 RATIO = 2  # unlabeled channel-windows per labeled window of a batch (FixMatch's mu)
@@ -55,7 +55,7 @@ class ConsistencyTerm:
     def __call__(self, module: ResNet1d, n: int) -> torch.Tensor | None:
         """The term for ``n`` random channel-windows (None when none is confident)."""
         x = self.windows[torch.randint(0, len(self.windows), (n,), generator=self.generator)]
-        device = next(module.parameters()).device  # the views are drawn on the CPU (one generator)
+        device = module_device(module)  # the views are drawn on the CPU (one generator)
         with torch.no_grad():
             weak = (smooth_max(module(x.unsqueeze(1).to(device))[:, 0], self.sharpness) + self.offset).cpu()
         positive, negative = weak >= self.logit_threshold, weak <= -self.logit_threshold

@@ -34,7 +34,15 @@ from .consistency import RATIO, ConsistencyTerm
 from .losses import balanced_indices, soft_focal_loss
 from .metrics import auprc
 from .regions import Region, extract_regions
-from .resnet1d import PackedResNet1d, ResNet1d, count_parameters, flops_per_window, inference_network, smooth_max
+from .resnet1d import (
+    PackedResNet1d,
+    ResNet1d,
+    count_parameters,
+    flops_per_window,
+    inference_network,
+    module_device,
+    smooth_max,
+)
 from .streams import map_in_streams, num_threads, retain_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -61,10 +69,6 @@ def resolve_device(name: str) -> torch.device:
             "or install the CUDA build of torch (docs/deployment.md)"
         )
     return device
-
-
-def module_device(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def inference_batch_size(width: int, n_times: int) -> int:

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from ..active.transients import TransientDetector
-from .estimator import OneCycle, SpikeDetector, module_device, present_channels, resolve_device
-from .resnet1d import ResNet1d
+from .estimator import OneCycle, SpikeDetector, present_channels, resolve_device
+from .resnet1d import ResNet1d, module_device
 from .streams import num_threads
 from .views import random_view
 

@@ -170,6 +170,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device ``module``'s parameters are on."""
+    return next(module.parameters()).device
+
+
 def fuse_batchnorm(module: ResNet1d) -> ResNet1d:
     """An eval-mode copy of ``module`` with every BatchNorm folded into the convolution before it (inference only;
     dropout modules are kept, so MC dropout still works)."""
