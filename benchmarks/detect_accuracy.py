@@ -10,6 +10,9 @@ recording (another seed: other background, other spike times) go through the rea
   (:func:`ls_backend.replay.fit_converged`, the replay benchmark's ceiling);
 * the classical detector (:class:`~ls_backend.detect.scoring.TransientScorer`, threshold 0.5): the floor.
 
+With ``--pretrain`` the replay's first model starts from an encoder pretrained (self-supervised,
+:mod:`ls_backend.model.pretrain`) on both recordings' window stores, unlabeled, as the backend does after an import.
+
 Each scores the whole test recording (:func:`~ls_backend.detect.scoring.detect_store`, at the model's threshold).
 Measures (see :func:`score_events`): event precision, recall and F1 (a detection matches a true spike when its peak
 is within 100 ms of the true peak and a derivation of the spike's main contact is among its channels; one-to-one,
@@ -19,6 +22,7 @@ channel) and true rates (each spike on its main derivation); whether the most ac
     python -m benchmarks.detect_accuracy --seeds 1 --jobs 2       # A-D (about 20 minutes on 2 cores)
     python -m benchmarks.detect_accuracy --patients B --seeds 3
     python -m benchmarks.detect_accuracy --patients B D --model channel_pool=lse   # another model setting
+    python -m benchmarks.detect_accuracy --patients B D --pretrain --pretrain-objective neighbours
     python -m benchmarks.detect_accuracy --quick --out /tmp/detect_accuracy.json     # tiny, for CI
 
 Writes ``--out`` (JSON: settings, per patient, seed and model the scores, the targets, machine) and the PNG next to
@@ -43,8 +47,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.replay import QUICK as REPLAY_QUICK
-from benchmarks.replay import add_model_option
+from benchmarks.replay import add_model_option, add_pretrain_objective_option
 from ls_backend.loop import Plan
+from ls_backend.model.pretrain import PretrainParams
 
 if TYPE_CHECKING:
     from converters.windows import WindowStore
@@ -74,10 +79,12 @@ class Preset:
     batch_size: int
     plan: Plan
     reference_epochs: int
+    pretrain: PretrainParams
+    pretrained: bool = False  # --pretrain: the replay's first model starts from the pretrained encoder
 
 
-FULL = Preset(20.0, 30.0, ("A", "B", "C", "D"), (50, 100, 200), 25, Plan(model={"n_threads": 1}), 100)
-QUICK = Preset(1.5, 1.0, ("C",), (8, 16), 8, REPLAY_QUICK.plan, 3)
+FULL = Preset(20.0, 30.0, ("A", "B", "C", "D"), (50, 100, 200), 25, Plan(model={"n_threads": 1}), 100, PretrainParams())
+QUICK = Preset(1.5, 1.0, ("C",), (8, 16), 8, REPLAY_QUICK.plan, 3, REPLAY_QUICK.pretrain)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -261,7 +268,11 @@ def evaluate_patient(train: Recording, test: Recording, seed: int, preset: Prese
 
     started = time.perf_counter()
     data, sfreq = replay_data(train, test)
-    settings = ReplaySettings(preset.batch_size, max(preset.labels), preset.plan, preset.reference_epochs)
+    plan, pretrain_seconds = preset.plan, 0.0
+    if preset.pretrained:
+        encoder = pretrained_encoder(train, test, preset, seed)
+        plan, pretrain_seconds = replace(plan, encoder=encoder.state), encoder.seconds
+    settings = ReplaySettings(preset.batch_size, max(preset.labels), plan, preset.reference_epochs)
     settings.check(data.n_pool)
     kept: dict[int, tuple[int, Any]] = {}  # a round never changes a model it hands over: references suffice
 
@@ -272,7 +283,7 @@ def evaluate_patient(train: Recording, test: Recording, seed: int, preset: Prese
 
     curve = replay(STRATEGY, data, settings, seed, sfreq, on_round=keep)
     replay_seconds = time.perf_counter() - started
-    full, _ = fit_converged(data, settings, seed)
+    full, _ = fit_converged(data, settings, seed)  # never from the encoder: the same ceiling either way
     models = [(f"{labels} labels", labels, model) for labels, model in kept.values()]
     models.append((FULL_SUPERVISION, data.n_pool, full))
     rows = []
@@ -306,8 +317,18 @@ def evaluate_patient(train: Recording, test: Recording, seed: int, preset: Prese
         "curve": [r.to_dict() for r in curve],
         "rows": rows,
         "replay_seconds": replay_seconds,
+        "pretrain_seconds": pretrain_seconds,
         "seconds": time.perf_counter() - started,
     }
+
+
+def pretrained_encoder(train: Recording, test: Recording, preset: Preset, seed: int) -> Any:
+    """The encoder pretrained on both recordings' window stores (no labels), as the backend does after an import."""
+    from converters.windows import WindowStore
+    from ls_backend.model.pretrain import pretrain_from_stores
+
+    with WindowStore(train.store) as a, WindowStore(test.store) as b:
+        return pretrain_from_stores([a, b], preset.plan.model, preset.pretrain, seed, a.sfreq)
 
 
 def _init_worker() -> None:
@@ -445,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help=f"windows per replay round (default {FULL.batch_size})")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     add_model_option(parser)
+    parser.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="the replay's first model starts from an encoder pretrained on both recordings (unlabeled)",
+    )
+    add_pretrain_objective_option(parser)
     parser.add_argument("--quick", action="store_true", help="tiny recordings, model and budget (CI)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the converted recordings (reused)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")
@@ -468,7 +495,12 @@ def check_args(args: argparse.Namespace, preset: Preset) -> Preset:
         raise SystemExit(f"--batch-size must be positive, got {batch_size}")
     patients = tuple(args.patients or preset.patients)
     plan = replace(preset.plan, model={**preset.plan.model, **args.model})
-    return replace(preset, patients=patients, labels=labels, batch_size=batch_size, plan=plan)
+    pretrain = replace(preset.pretrain, objective=args.pretrain_objective or preset.pretrain.objective)
+    pretrain.check()
+    return replace(
+        preset, patients=patients, labels=labels, batch_size=batch_size, plan=plan, pretrain=pretrain,
+        pretrained=args.pretrain,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -543,12 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the pretraining's channel-windows taken from the window's most transient channel (default 0: "
         "random channels)",
     )
-    parser.add_argument(
-        "--pretrain-objective",
-        choices=sorted(OBJECTIVES),
-        help="the pretraining's objective (default contrastive: two views of one channel-window; neighbours: of two "
-        "neighbouring channels of one window; masked: reconstruction)",
-    )
+    add_pretrain_objective_option(parser)
     parser.add_argument(
         "--pretrain-cohort",
         action="store_true",
@@ -588,6 +583,16 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         metavar="PARAM=VALUE,...",
         help="SpikeDetector parameters over the live retraining's for every model the run trains (e.g. "
         "channel_pool=lse, width=64,depth=8, device=cuda)",
+    )
+
+
+def add_pretrain_objective_option(parser: argparse.ArgumentParser) -> None:
+    """``--pretrain-objective``: the pretraining's objective (:data:`~ls_backend.model.pretrain.OBJECTIVES`)."""
+    parser.add_argument(
+        "--pretrain-objective",
+        choices=sorted(OBJECTIVES),
+        help=f"the pretraining's objective (default {PretrainParams().objective}; contrastive: two views of one "
+        "channel-window; neighbours: of two neighbouring channels of one window; masked: reconstruction)",
     )
 
 
