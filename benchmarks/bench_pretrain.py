@@ -45,7 +45,7 @@ def measure(store_path: Path, steps: int | None) -> dict[str, Any]:
         hours = len(store) * store.window_samples / store.sfreq / 3600
         rss_start, load_start = peak_rss_mb(), os.getloadavg()[0]
         started = time.perf_counter()
-        windows = sample_channel_windows([store], params.n_windows, seed=0)
+        windows = sample_channel_windows([store], params.n_windows, seed=0, pairs=params.pairs)
         sampling = time.perf_counter() - started
         rss_sampled = peak_rss_mb()
         started, cpu_started = time.perf_counter(), cpu_seconds()

@@ -26,7 +26,7 @@ class Settings:
     max_request_mb: float = 64.0  # MAX_REQUEST_MB: webhooks carry whole tasks (inline time series)
     label_budget: int = 0  # LABEL_BUDGET: labels per project unless set with python -m ls_backend.budget; 0: none
     target_auprc: float = 0.8  # TARGET_AUPRC: the quality the budget report estimates the labels needed for
-    pretrain_after_import: bool = False  # PRETRAIN_AFTER_IMPORT: pretrain a project's encoder after its cold start
+    pretrain_after_import: bool = True  # PRETRAIN_AFTER_IMPORT: pretrain a project's encoder after its cold start
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

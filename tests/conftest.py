@@ -58,6 +58,19 @@ from studio_server import (
 
 pytest_plugins = ("skip_guard",)  # --allowed-skips FILE: fail on a skip FILE does not allow
 
+# No background pretraining after an import in tests (minutes of CPU beside every other test) unless a test asks:
+# the backends and workers it starts read the variable, retrainings in its own process the fixture below.
+os.environ.setdefault("PRETRAIN_AFTER_IMPORT", "0")
+
+
+@pytest.fixture(autouse=True)
+def no_pretraining_after_import(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start in this process starts no pretraining, unless the test is marked ``pretrain_after_import``."""
+    if request.node.get_closest_marker("pretrain_after_import") is None:
+        from ls_backend import pretraining
+
+        monkeypatch.setattr(pretraining, "start_after_cold_start", lambda *args, **kwargs: None)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests by the fixtures they use; skip browser tests when Chromium is absent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -161,6 +162,18 @@ def test_checkpoint_round_trip(tmp_path, fitted):
     payload = torch.load(path, weights_only=True)
     assert set(payload) >= {"format", "params_json", "metadata_json", "state_dict"}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_checkpoint_saved_before_channel_pool_existed_loads_with_the_maximum(tmp_path, fitted):
+    det, X = fitted
+    path = save_checkpoint(tmp_path / "model.pt", det.set_params(channel_pool="max"))
+    payload = torch.load(path, weights_only=True)
+    params = json.loads(payload["params_json"])
+    del params["channel_pool"]  # as written before the option
+    torch.save(payload | {"params_json": json.dumps(params)}, path)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.channel_pool == "max" and SpikeDetector().channel_pool == "lse"
+    np.testing.assert_array_equal(loaded.predict_proba(X), det.predict_proba(X))
 
 
 def test_corrupt_checkpoint_refused_and_previous_kept(tmp_path, fitted):

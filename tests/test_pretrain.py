@@ -101,7 +101,7 @@ def test_neighbour_pretraining_learns_what_neighbouring_contacts_share():
 
 def test_fit_starts_the_trunk_from_the_encoder_and_the_head_fresh():
     X, y = toy_windows(n_times=64)
-    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200, pairs=FEW_STEPS.pairs), TINY, FEW_STEPS, seed=1)
     fresh = SpikeDetector(**{**TINY, "epochs": 0}).fit(X, y)
     started = SpikeDetector(**{**TINY, "epochs": 0}).fit(X, y, init_from=encoder.state)
     assert same(encoder.state, trunk(started.module_)) and not same(trunk(fresh.module_), encoder.state)
@@ -115,7 +115,7 @@ def test_fit_starts_the_trunk_from_the_encoder_and_the_head_fresh():
 
 def test_the_first_model_of_a_plan_with_an_encoder_starts_from_it():
     X, y = toy_windows(n_times=64)
-    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200, pairs=FEW_STEPS.pairs), TINY, FEW_STEPS, seed=1)
     plan = Plan(cold_epochs=0, warm_epochs=0, pseudo=None, model=TINY, encoder=encoder.state)
     first = learn(Labeled(X, y), None, plan).candidate
     assert same(encoder.state, trunk(first.module_))
@@ -125,7 +125,7 @@ def test_the_first_model_of_a_plan_with_an_encoder_starts_from_it():
 
 def test_the_trunk_embeds_windows_by_their_most_telling_channel():
     X, _ = toy_windows(n_times=64)
-    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200, pairs=FEW_STEPS.pairs), TINY, FEW_STEPS, seed=1)
     embed = TrunkEmbedder(encoder.state, TINY)
     X = X[:6].copy()
     X[1, 1:] = np.nan  # one channel left
@@ -138,7 +138,7 @@ def test_the_trunk_embeds_windows_by_their_most_telling_channel():
 
 def test_the_cold_start_ranking_uses_the_encoders_embeddings_when_asked():
     X, _ = toy_windows(n_times=64)
-    encoder = pretrain_encoder(sample_channel_windows([X], 200), TINY, FEW_STEPS, seed=1)
+    encoder = pretrain_encoder(sample_channel_windows([X], 200, pairs=FEW_STEPS.pairs), TINY, FEW_STEPS, seed=1)
     assert cold_embedder(Plan(model=TINY, encoder=encoder.state)) is None  # off by default
     assert cold_embedder(Plan(model=TINY, cold_embeddings=True)) is None  # nothing pretrained
     embedder = cold_embedder(Plan(model=TINY, encoder=encoder.state, cold_embeddings=True))
@@ -155,7 +155,8 @@ def test_the_cold_start_ranking_uses_the_encoders_embeddings_when_asked():
 
 def test_an_encoder_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
     X, _ = toy_windows(n_times=64)
-    encoder = pretrain_encoder(sample_channel_windows([X], 100), TINY, PretrainParams(steps=2, batch_size=8), seed=0)
+    params = PretrainParams(steps=2, batch_size=8)
+    encoder = pretrain_encoder(sample_channel_windows([X], 100, pairs=params.pairs), TINY, params, seed=0)
     loaded = load_encoder(save_encoder(tmp_path / "encoder.pt", encoder))
     assert same(encoder.state, loaded.state) and loaded.architecture == encoder.architecture
     assert loaded.losses == pytest.approx(encoder.losses)
@@ -218,15 +219,17 @@ def test_quick_replay_with_pretraining_reuses_stored_references(tmp_path):
         bench.main([*common, "--pretrain", "--references-from", str(other), "--out", str(second)])
 
 
+@pytest.mark.pretrain_after_import
 def test_the_pretraining_after_a_cold_start_runs_once_in_the_background(tmp_path, monkeypatch):
     from ls_backend import pretraining
 
     monkeypatch.setattr(pretraining, "AFTER_IMPORT", PretrainParams(steps=4, batch_size=8, n_windows=50))
     write_store(tmp_path / "stores" / "P1" / "rec.h5", n_windows=10, spikes=(3,))
-    off = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
-    assert pretraining.start_after_cold_start(off, "7", ["P1/rec.h5"]) is None  # PRETRAIN_AFTER_IMPORT not set
-    on = Settings.from_env({"MODEL_DIR": str(off.model_dir), "WINDOW_STORE_DIR": str(off.window_store_dir),
-                            "PRETRAIN_AFTER_IMPORT": "yes"})  # fmt: skip
+    on = Settings(model_dir=tmp_path / "models", window_store_dir=tmp_path / "stores")
+    assert on.pretrain_after_import  # the default
+    off = Settings.from_env({"MODEL_DIR": str(on.model_dir), "WINDOW_STORE_DIR": str(on.window_store_dir),
+                             "PRETRAIN_AFTER_IMPORT": "no"})  # fmt: skip
+    assert pretraining.start_after_cold_start(off, "7", ["P1/rec.h5"]) is None
     thread = pretraining.start_after_cold_start(on, "7", ["P1/rec.h5"])
     assert thread is not None
     thread.join(120)

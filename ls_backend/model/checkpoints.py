@@ -95,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[SpikeDetector, dict[str, A
     if payload.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
     try:
-        params = json.loads(payload["params_json"])
+        params = {"channel_pool": "max"} | json.loads(payload["params_json"])  # saved before channel_pool existed
         if isinstance(params.get("dilation"), list):
             params["dilation"] = tuple(params["dilation"])
         metadata = json.loads(payload["metadata_json"])

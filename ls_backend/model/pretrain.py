@@ -2,9 +2,11 @@
 
 The encoder is the :class:`~ls_backend.model.resnet1d.ResNet1d` trunk (stem and residual blocks) that
 :meth:`SpikeDetector.embed` reads and the dense head sits on. It is pretrained contrastively (SimCLR, Chen et al.
-2020; for EEG: Mohsenvand et al. 2020, Banville et al. 2021): two random views of one single-channel window are
-pulled together and pushed away from the other windows of the batch (the NT-Xent loss). The views are EEG-plausible
-distortions that leave a spike a spike: a time shift (a crop), an amplitude scale, a sign flip (a bipolar
+2020; for EEG: Mohsenvand et al. 2020, Banville et al. 2021): two views are pulled together and pushed away from the
+other windows of the batch (the NT-Xent loss). By default (``objective="neighbours"``) the two views are two
+neighbouring channels of one window, which share a spike's field and not a single-contact artifact; with
+``"contrastive"`` they are two random distortions of one single-channel window. Either way the views are distorted
+in EEG-plausible ways that leave a spike a spike: a time shift (a crop), an amplitude scale, a sign flip (a bipolar
 derivation's sign is the order of its two electrodes) and Gaussian noise. The pooled features are the time mean and
 the time maximum of the feature map: the maximum is what the detector's smooth maximum reads, and what tells one
 background window from another is mostly its transients (spikes, artifacts), so telling windows apart asks the
@@ -56,7 +58,7 @@ class PretrainParams:
     ``n_windows``: channel-windows sampled from the recording (the memory bound); ``transient_share`` of them are
     the most transient channel of their window (the classical detector's peak over median), the rest a random one."""
 
-    objective: str = "contrastive"
+    objective: str = "neighbours"
     mask_fraction: float = 0.25
     mask_span: int = 24
     steps: int = 300
