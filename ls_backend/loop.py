@@ -25,7 +25,7 @@ import numpy as np
 from .active.inputs import PoolView
 from .active.ranking import MC_DRAWS
 from .active.strategies import Ranking, RngLike, make_strategy, parse_strategy
-from .active.transients import TransientDetector, cold_start_arrays
+from .active.transients import TransientDetector, cold_start_arrays, flat_features
 from .labels import is_spike
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
@@ -271,15 +271,19 @@ class PoolScorer:
         """The :class:`PoolView` of the scored windows; ``labeled`` gives ``labeled_embeddings`` and ``labeled_y``
         (in the same space as ``embeddings``), ``reference_X`` (the cohort's windows) ``reference_embeddings``."""
         arrays = {name: np.concatenate(parts) for name, parts in self._parts.items() if parts}
-        cold = cold_start_arrays(arrays.pop("features", np.zeros((0, 1, 2), np.float32)), self.detector)
+        pool_features = arrays.pop("features", np.zeros((0, 1, 2), np.float32))
+        cold = cold_start_arrays(pool_features, self.detector)
         arrays["detector_score"], arrays["detector_features"] = cold["detector_score"], cold["embeddings"]
         detector_space = not self.model_embeds and self.embedder is None  # the embeddings are the detector's features
         if detector_space:
             arrays["embeddings"] = cold["embeddings"]
         extra: dict[str, np.ndarray] = {}
         if labeled is not None and len(labeled):
-            features = self.detector_features(labeled.X)
+            raw = self.detector.features(labeled.X)
+            features = flat_features(raw)
             extra["labeled_y"], extra["labeled_detector_features"] = labeled.y, features
+            if len(pool_features):
+                extra["labeled_detector_score"] = self.detector.score_features(raw, reference=pool_features)
             extra["labeled_embeddings"] = features if detector_space else self.embed(labeled.X)
         if reference_X is not None and self.model is not None:
             extra["reference_embeddings"] = self.model.embed(reference_X)
@@ -295,7 +299,7 @@ class PoolScorer:
 
     def detector_features(self, X: np.ndarray) -> np.ndarray:
         """Windows in the classical detector's feature space (the pool's ``detector_features``)."""
-        return cold_start_arrays(self.detector.features(X), self.detector)["embeddings"]
+        return flat_features(self.detector.features(X))
 
 
 def rank(

@@ -74,6 +74,8 @@ def test_a_store_streamed_in_batches_is_ranked_from_its_small_arrays(tmp_path):
 
     free = np.setdiff1d(np.arange(40), [0, 3])  # window 3 (a spike) and 0 are labeled
     labeled = Labeled(X[[0, 3]], np.array([0.0, 1.0], np.float32), sfreq=SFREQ)
+    promised = scorer.view(labeled).labeled_detector_score  # as the pool scored them
+    np.testing.assert_allclose(promised, view.detector_score[[0, 3]], rtol=1e-6)
     batches = (X[free][first : first + 8] for first in range(0, len(free), 8))
     ranking = rank(None, batches, labeled, "cold_start", 4, 0, SFREQ)
     assert {int(free[i]) for i in ranking.batch} >= {17, 29}

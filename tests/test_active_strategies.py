@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from ls_backend.active.diversity import neighbour_vote
+from ls_backend.active.diversity import calibrated_prior, neighbour_vote
 from ls_backend.active.inputs import PoolView
 from ls_backend.active.measures import binary_entropy, domain_drift, embedding_drift, mutual_information
 from ls_backend.active.strategies import (
@@ -330,6 +330,26 @@ def test_mixed_searches_for_spikes_around_the_labeled_ones_and_away_from_labeled
     assert np.sum(blob[batch] == 2) >= 4
     searchless = Mixed(positive_share=0.5, search_neighbors=None).rank(labeled, batch_size=8, rng=0).batch
     assert np.sum(blob[searchless] == 2) == 0
+
+
+def test_the_detector_counts_for_less_once_its_likeliest_windows_were_labeled_artifacts():
+    """Artifacts (blobs 1, 3, 4) outscore the spikes (blob 2) in the detector; the labels hold one spike and three
+    artifacts of other kinds (far from every pool window, so their neighbourhoods say nothing of the pool). Once the
+    labels say the detector promised many spikes and gave one, the labeled spike's neighbourhood comes first."""
+    rng = np.random.default_rng(0)
+    emb, blob = blobs(sizes=(300, 15, 10, 15, 15), spread=0.5)
+    detector = np.select([blob == 2, blob > 0], [0.3, 0.95], 0.05) + rng.uniform(0, 0.02, len(emb))
+    labeled_x = np.r_[CENTRES[[2]], [[40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]]  # one spike, three other artifacts
+    view = dict(detector_features=emb, detector_score=detector, proba=np.full(len(emb), 0.1),
+                labeled_detector_features=labeled_x, labeled_y=np.array([1.0, 0.0, 0.0, 0.0]))  # fmt: skip
+    uncalibrated = Mixed(positive_share=0.5).rank(PoolView(**view), batch_size=8, rng=0).batch
+    calibrated = PoolView(**view, labeled_detector_score=np.array([0.3, 0.95, 0.95, 0.95]))
+    batch = Mixed(positive_share=0.5).rank(calibrated, batch_size=8, rng=0).batch
+    assert np.sum(blob[batch] == 2) > np.sum(blob[uncalibrated] == 2)
+    assert np.sum(blob[batch] == 2) >= 3
+    np.testing.assert_allclose(calibrated_prior(np.array([0.9, 0.1]), np.full(4, 0.95), np.r_[1.0, 0, 0, 0]),
+                               [0.9 * 2 / 4.8, 0.1 * 2 / 4.8])  # fmt: skip
+    assert np.array_equal(calibrated_prior(np.array([0.9]), np.array([0.1]), np.array([1.0])), [0.9])  # not above
 
 
 def test_neighbour_vote_keeps_the_prior_far_from_labels_and_follows_them_near():

@@ -123,6 +123,14 @@ def neighbour_vote(
     return out
 
 
+def calibrated_prior(prior: np.ndarray, labeled_prior: np.ndarray, labeled_y: np.ndarray) -> np.ndarray:
+    """``prior`` scaled by the positives the labels hold against those the prior promised for them (add-one
+    smoothed, never above 1): once the detector's likeliest windows turned out artifacts, the neighbourhood of a
+    labeled spike outranks the detector's next artifacts in :func:`neighbour_vote`."""
+    ratio = (float(np.sum(labeled_y)) + 1.0) / (float(np.sum(labeled_prior)) + 1.0)
+    return np.asarray(prior, np.float64) * min(1.0, ratio)
+
+
 def _distance_to(x: np.ndarray, point: np.ndarray) -> np.ndarray:
     return np.sqrt(((x - point) ** 2).sum(axis=1))
 

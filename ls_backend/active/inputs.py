@@ -25,6 +25,7 @@ _OTHER = {
     "labeled_embeddings": (2, "[k, d]", False),
     "labeled_y": (1, "[k]", True),
     "labeled_detector_features": (2, "[k, f]", False),
+    "labeled_detector_score": (1, "[k]", True),
 }
 
 
@@ -37,7 +38,8 @@ class PoolView:
     ``reference_embeddings`` [m, d] windows of the cohort (other patients) the model was trained on;
     ``labeled_embeddings`` [k, d] and ``labeled_y`` [k] (0/1, or soft in [0, 1]) the windows already labeled;
     ``detector_features`` [n, f] and ``labeled_detector_features`` [k, f] the classical detector's features of the
-    pool's and the labeled windows (where the search for the first spikes looks).
+    pool's and the labeled windows (where the search for the first spikes looks), ``labeled_detector_score`` [k] its
+    score of the labeled windows (against the pool's statistics: what it promised for them).
     """
 
     proba: np.ndarray | None = None
@@ -50,6 +52,7 @@ class PoolView:
     labeled_y: np.ndarray | None = None
     detector_features: np.ndarray | None = None
     labeled_detector_features: np.ndarray | None = None
+    labeled_detector_score: np.ndarray | None = None
     n_windows: int | None = None
 
     def __post_init__(self) -> None:
@@ -88,7 +91,7 @@ class PoolView:
                     f"PoolView.{name}: expected shape {_PER_WINDOW[name][1]} with at least {minimum} "
                     f"columns, got {value.shape}"
                 )
-        for name in ("labeled_embeddings", "labeled_detector_features"):
+        for name in ("labeled_embeddings", "labeled_detector_features", "labeled_detector_score"):
             rows = getattr(self, name)
             if self.labeled_y is not None and rows is not None and len(self.labeled_y) != len(rows):
                 raise ValueError(

@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator
 
 from .diversity import (
     DuplicateFilter,
+    calibrated_prior,
     duplicate_radius,
     k_center_greedy,
     kmeans,
@@ -232,7 +233,8 @@ class Mixed(Strategy):
        by the labels around each window in the detector's feature space (``detector_features``;
        :func:`~ls_backend.active.diversity.neighbour_vote` over ``search_neighbors`` neighbours, None: off): near a
        labeled spike more likely, near a labeled artifact less, so the search for the first spikes leaves the
-       artifacts the detector also scores high.
+       artifacts the detector also scores high; and the detector's score counts for less where its likeliest
+       windows were labeled artifacts (:func:`~ls_backend.active.diversity.calibrated_prior`).
     3. The rest of the batch goes round-robin over k-means groups of ``embeddings`` (``n_clusters``, default
        ``batch_size``), groups with the fewest labels first, best utility inside each.
     4. No near-duplicates: a window closer than the ``duplicate_quantile`` of pairwise distances to a window already
@@ -319,10 +321,13 @@ class Mixed(Strategy):
         return proba
 
     def _searched(self, pool: PoolView, prior: np.ndarray) -> np.ndarray:
-        """``prior`` corrected by the labeled windows around each window in the detector's feature space (step 2)."""
+        """``prior`` corrected by the labeled windows around each window in the detector's feature space (step 2),
+        after :func:`~ls_backend.active.diversity.calibrated_prior` by the labels' verdict on the detector."""
         if not self.search_neighbors or pool.detector_features is None or pool.labeled_detector_features is None:
             return prior
         y = pool.require(self.name, "labeled_y")
+        if pool.labeled_detector_score is not None:
+            prior = calibrated_prior(prior, pool.labeled_detector_score, y)
         return neighbour_vote(pool.detector_features, pool.labeled_detector_features, y, prior, self.search_neighbors)
 
     def _positive_quota(self, pool: PoolView, batch_size: int) -> int:
