@@ -1,15 +1,13 @@
 """The pretraining job: a project's encoder pretrained on the patient's unlabeled windows, kept where retraining
 finds it (``MODEL_DIR/<project>/encoder.pt``, see :meth:`ModelRegistry.with_encoder`).
 
-On by default: on the synthetic patients, models that started from an encoder pretrained on neighbouring channels
-(with the default smooth maximum over channels) learned faster from the first labels, beyond the seed noise pooled
-over the patients (``docs/benchmarks.md``, "Pooling the channels"). With ``PRETRAIN_AFTER_IMPORT`` (default 1) the
-backend starts it after a project's cold-start ranking (:func:`start_after_cold_start`); with 0, or for a project
-imported before, run it with ``python -m ls_backend.pretraining PROJECT``
-(settings from the environment), or ``--queue`` to hand it to the RQ workers (``python -m ls_backend.worker``). The
-windows are a bounded random draw from every window store the project's tasks come from
-(:mod:`ls_backend.model.pretrain`).
-"""
+On by default: on the synthetic patients, models that started from a pretrained encoder learned faster from the
+first labels, beyond the seed noise pooled over the patients (``docs/benchmarks.md``, "Eight seeds, and consistency
+training", and with the smooth maximum over channels "Pooling the channels"). With ``PRETRAIN_AFTER_IMPORT``
+(default 1) the backend starts it after a project's cold-start ranking (:func:`start_after_cold_start`); with 0, or
+for a project imported before, run it with ``python -m ls_backend.pretraining PROJECT`` (settings from the
+environment), or ``--queue`` to hand it to the RQ workers (``python -m ls_backend.worker``). The windows are a
+bounded random draw from every window store the project's tasks come from (:mod:`ls_backend.model.pretrain`)."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ electrode layout runs on any other.
 Aggregation (multiple-instance learning: a window label says *that* a spike is there, not on which channel or when):
 
 * channel logit = smooth maximum over time of the channel's dense logits (:func:`smooth_max`, ``sharpness``);
-* window logit = a smooth maximum over the present channels (``channel_pool="lse"``, default: the log-sum-exp at
-  ``sharpness``, less the log of the number of channels) or the hard maximum (``"max"``). Neither grows with the
-  number of channels (a patient with 18 noisy derivations is not pushed towards "spike" against one with 8); the
-  smooth one trains every channel of a positive window in proportion to its evidence rather than the top one alone
-  (a spike's field spans several contacts), and learned faster from few labels (``docs/benchmarks.md``);
+* window logit = maximum over the present channels (``channel_pool="max"``, default) or a smooth maximum
+  (``"lse"``: log-sum-exp at ``sharpness`` less the log of the channel count). Neither grows with the number of
+  channels (a patient with 18 noisy derivations is not pushed towards "spike" against one with 8); the hard maximum
+  names the channel that drove the decision, and its first models draw their regions more readily (the smooth one
+  ranked better from few labels, yet its window probabilities start lower: ``docs/benchmarks.md``);
 * window dense logit = maximum over channels of the dense logits, per time step: the spike regions.
 
 Window labels train the window logit (negatives push every channel and time step down, positives the best one up);
@@ -177,7 +177,7 @@ class SpikeDetector(BaseEstimator):
     default (4 blocks, 16 wide, kernel 7, dilations 1-2-4-8: 0.73 s receptive field at 256 Hz, 7.4 MFLOP per
     channel-window) comes from ``benchmarks/capacity_study.py``: wider or deeper models were not better on the
     synthetic patients (within seed noise) and cost 2-30x more per channel-window; dilation was.
-    Aggregation: ``sharpness`` of the smooth maxima over time and channels, ``channel_pool`` ("lse" or "max").
+    Aggregation: ``sharpness`` of the smooth maximum over time, ``channel_pool`` ("max" or "lse").
     Training: ``epochs`` of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
     windows, AdamW ``lr`` and ``weight_decay`` with a one-cycle schedule (with ``patience`` and ``fit``'s
     ``eval_set``: training to convergence instead, see :class:`Plateau`), ``focal_gamma`` (0, the default: BCE,
@@ -205,7 +205,7 @@ class SpikeDetector(BaseEstimator):
         dilation: int | tuple[int, ...] = (1, 2, 4, 8),
         dropout: float = 0.1,
         sharpness: float = 5.0,
-        channel_pool: str = "lse",
+        channel_pool: str = "max",
         epochs: int = 15,
         patience: int | None = None,
         samples_per_epoch: int | None = None,
