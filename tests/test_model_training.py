@@ -176,6 +176,21 @@ def test_a_checkpoint_saved_before_channel_pool_existed_loads_with_the_maximum(t
     np.testing.assert_array_equal(loaded.predict_proba(X), det.set_params(channel_pool="max").predict_proba(X))
 
 
+@pytest.mark.parametrize("pool", ["max", "lse"])
+def test_regions_are_drawn_exactly_on_the_windows_answered_spike(fitted, pool):
+    det, X = fitted
+    try:
+        det.set_params(channel_pool=pool, threshold=0.5)
+        proba = det.predict_proba(X)
+        dense, _ = det.predict_dense(X)
+        np.testing.assert_allclose(dense.max(axis=1), proba, rtol=1e-5, atol=1e-6)  # the peak is the answer
+        det.set_params(threshold=float(np.median(proba)))  # some windows each side
+        drawn = [bool(regions) for regions in det.predict_regions(X)]
+        assert drawn == (proba >= det.threshold).tolist() and any(drawn) and not all(drawn)
+    finally:
+        det.set_params(channel_pool="max", threshold=0.5)
+
+
 def test_corrupt_checkpoint_refused_and_previous_kept(tmp_path, fitted):
     det, X = fitted
     good = save_checkpoint(tmp_path / "v1.pt", det, {"version": "v1"})

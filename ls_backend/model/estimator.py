@@ -13,7 +13,12 @@ Aggregation (multiple-instance learning: a window label says *that* a spike is t
   channels (a patient with 18 noisy derivations is not pushed towards "spike" against one with 8); the hard maximum
   names the channel that drove the decision, and its first models draw their regions more readily (the smooth one
   ranked better from few labels, yet its window probabilities start lower: ``docs/benchmarks.md``);
-* window dense logit = maximum over channels of the dense logits, per time step: the spike regions.
+* window dense logit = maximum over channels of the dense logits, per time step: the spike regions of a
+  pre-annotation. Each time step is capped by its channel's logit and by the window's, so regions are drawn exactly
+  on the windows the model answers "Spike" (a smooth maximum never exceeds the maximum): a narrow peak that the
+  smooth maximum over time discounts would otherwise draw regions on windows answered "No spike", a pre-annotation
+  that contradicts itself. Whole-recording detection reads the per-channel dense logits uncapped
+  (``predict_channel_dense``): capped, its events lost recall early (``docs/benchmarks.md``).
 
 Window labels train the window logit (negatives push every channel and time step down, positives the best one up);
 dense targets, when given, also train the window dense logit directly.
@@ -600,11 +605,12 @@ class SpikeDetector(BaseEstimator):
                     if channel_dense is not None:
                         channel_dense[win_idx[first : first + len(d)], chan_idx[first : first + len(d)]] = d
                     if dense_logit is not None:
+                        capped = np.minimum(d, seq_logit[first : first + len(d), None])  # not above its channel
                         # channels of one window are contiguous (row-major order): reduce each run
                         w = win_idx[first : first + batch]
                         starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
                         rows = w[starts]
-                        dense_logit[rows] = np.maximum(dense_logit[rows], np.maximum.reduceat(d, starts, axis=0))
+                        dense_logit[rows] = np.maximum(dense_logit[rows], np.maximum.reduceat(capped, starts, axis=0))
         finally:
             module.eval()
             self.module_.eval()
@@ -617,6 +623,8 @@ class SpikeDetector(BaseEstimator):
             peak = scaled.max(axis=1, keepdims=True)
             lse = peak[:, 0] + np.log(np.exp(scaled - peak).sum(axis=1))
             window_logit = ((lse - np.log(n_present)) / self.sharpness).astype(np.float32)
+        if dense_logit is not None:  # nor above its window: a region exactly where the answer is "Spike"
+            np.minimum(dense_logit, window_logit[:, None], out=dense_logit)
         offset = np.float32(getattr(self, "logit_offset_", 0.0))
         out = {"window": window_logit + offset, "channel": chan_logit + offset, "present": present}
         if dense_logit is not None:
