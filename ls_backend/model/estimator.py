@@ -11,8 +11,8 @@ Aggregation (multiple-instance learning: a window label says *that* a spike is t
 * window logit = maximum over the present channels (``channel_pool="max"``, default) or a smooth maximum
   (``"lse"``: log-sum-exp at ``sharpness`` less the log of the channel count). Neither grows with the number of
   channels (a patient with 18 noisy derivations is not pushed towards "spike" against one with 8); the hard maximum
-  names the channel that drove the decision, and its first models draw their regions more readily (the smooth one
-  ranked better from few labels, yet its window probabilities start lower: ``docs/benchmarks.md``);
+  names the channel that drove the decision (the smooth one ranked better from few labels, within the seed noise
+  once the encoder is pretrained: ``docs/benchmarks.md``);
 * window dense logit = maximum over channels of the dense logits, per time step: the spike regions of a
   pre-annotation. Each time step is capped by its channel's logit and by the window's, so regions are drawn exactly
   on the windows the model answers "Spike" (a smooth maximum never exceeds the maximum): a narrow peak that the
