@@ -25,7 +25,7 @@ import numpy as np
 from .active.inputs import PoolView
 from .active.ranking import MC_DRAWS
 from .active.strategies import Ranking, RngLike, make_strategy, parse_strategy
-from .active.transients import TransientDetector, cold_start_arrays, flat_features
+from .active.transients import TransientDetector, cold_start_arrays, flat_features, robust_statistics
 from .labels import is_spike
 from .model.estimator import SpikeDetector
 from .model.metrics import auprc
@@ -272,7 +272,8 @@ class PoolScorer:
         (in the same space as ``embeddings``), ``reference_X`` (the cohort's windows) ``reference_embeddings``."""
         arrays = {name: np.concatenate(parts) for name, parts in self._parts.items() if parts}
         pool_features = arrays.pop("features", np.zeros((0, 1, 2), np.float32))
-        cold = cold_start_arrays(pool_features, self.detector)
+        statistics = robust_statistics(pool_features) if len(pool_features) else None  # once: pool and labels
+        cold = cold_start_arrays(pool_features, self.detector, statistics)
         arrays["detector_score"], arrays["detector_features"] = cold["detector_score"], cold["embeddings"]
         detector_space = not self.model_embeds and self.embedder is None  # the embeddings are the detector's features
         if detector_space:
@@ -282,8 +283,8 @@ class PoolScorer:
             raw = self.detector.features(labeled.X)
             features = flat_features(raw)
             extra["labeled_y"], extra["labeled_detector_features"] = labeled.y, features
-            if len(pool_features):
-                extra["labeled_detector_score"] = self.detector.score_features(raw, reference=pool_features)
+            if statistics is not None:
+                extra["labeled_detector_score"] = self.detector.score_features(raw, statistics)
             extra["labeled_embeddings"] = features if detector_space else self.embed(labeled.X)
         if reference_X is not None and self.model is not None:
             extra["reference_embeddings"] = self.model.embed(reference_X)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 N_FEATURES = 2  # log peak, log peak-to-median of the transient signal
+Statistics = tuple[np.ndarray, np.ndarray]  # per-channel centre and spread of the features, [n_chans, 2] each
 MEASURES = ("energy", "line_length")
 
 
@@ -90,26 +91,26 @@ class TransientDetector:
         peak = np.log(smooth.max(axis=2))
         return np.stack([peak, peak - np.log(np.median(smooth, axis=2))], axis=2).astype(np.float32)
 
-    def score_features(self, features: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    def score_features(self, features: np.ndarray, statistics: Statistics | None = None) -> np.ndarray:
         """Scores [n] in [0, 1] from the features of every window of one recording (robust z per channel), or of
-        some windows against the statistics of ``reference`` (the recording's windows' features)."""
-        return self.squash(self.window_z(features, reference))
+        some windows against the recording's ``statistics`` (:func:`robust_statistics` of its windows' features)."""
+        return self.squash(self.window_z(features, statistics))
 
     def squash(self, z: np.ndarray) -> np.ndarray:
         """A robust z (see :meth:`window_z`) as a score in [0, 1]: ``sigmoid((z - z_center) / z_scale)``."""
         with np.errstate(over="ignore"):  # exp overflows to inf for a z far below the centre: a score of 0
             return 1.0 / (1.0 + np.exp(-(np.asarray(z) - self.z_center) / self.z_scale))
 
-    def window_z(self, features: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    def window_z(self, features: np.ndarray, statistics: Statistics | None = None) -> np.ndarray:
         """Robust z of each window: the mean over its ``top_channels`` most transient present channels (fewer where
-        it has fewer; [n]; -inf where every channel is absent), against the statistics of ``reference`` (default:
-        ``features`` themselves)."""
+        it has fewer; [n]; -inf where every channel is absent), against ``statistics`` (centre, spread; default:
+        :func:`robust_statistics` of ``features`` themselves)."""
         features = check_features(features)
         if self.top_channels < 1:
             raise ValueError(f"top_channels must be at least 1, got {self.top_channels}")
         if len(features) == 0:
             return np.zeros(0)
-        centre, spread = robust_statistics(features if reference is None else check_features(reference))
+        centre, spread = robust_statistics(features) if statistics is None else statistics
         channel_z = ((features - centre) / spread).mean(axis=2)
         channel_z = np.where(np.isnan(channel_z), -np.inf, channel_z)
         top = -np.sort(-channel_z, axis=1)[:, : self.top_channels]
@@ -141,7 +142,7 @@ def check_features(features: np.ndarray) -> np.ndarray:
     return features
 
 
-def robust_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def robust_statistics(features: np.ndarray) -> Statistics:
     """Per-channel centre (median) and spread (1.4826 x MAD, 1 where 0) of each feature over the windows of one
     recording, ``[n_chans, 2]`` each; NaN for a channel absent from every window."""
     features = check_features(features)
@@ -152,12 +153,15 @@ def robust_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, np.where(spread > 0, spread, 1.0)
 
 
-def cold_start_arrays(features: np.ndarray, detector: TransientDetector | None = None) -> dict[str, np.ndarray]:
-    """What the cold-start strategy reads, from the :meth:`TransientDetector.features` of one recording's windows:
-    ``detector_score`` [n] and diversity ``embeddings`` (the flattened per-channel features, absent channels 0)."""
+def cold_start_arrays(
+    features: np.ndarray, detector: TransientDetector | None = None, statistics: Statistics | None = None
+) -> dict[str, np.ndarray]:
+    """What the cold-start strategy reads, from the :meth:`TransientDetector.features` of one recording's windows
+    (``statistics``: their :func:`robust_statistics`, when the caller has them): ``detector_score`` [n] and diversity
+    ``embeddings`` (the flattened per-channel features, absent channels 0)."""
     features = np.asarray(features)
     detector = detector or TransientDetector()
-    return {"detector_score": detector.score_features(features), "embeddings": flat_features(features)}
+    return {"detector_score": detector.score_features(features, statistics), "embeddings": flat_features(features)}
 
 
 def flat_features(features: np.ndarray) -> np.ndarray:
