@@ -38,6 +38,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
@@ -341,14 +342,17 @@ def _run_job(job: tuple[Recording, Recording, int, Preset]) -> dict[str, Any]:
     return evaluate_patient(*job)
 
 
-def run_jobs(jobs: list[tuple], n_workers: int) -> list[dict[str, Any]]:
-    """Every (train, test, seed, preset) job, in ``n_workers`` processes of one torch thread (inline when 1)."""
+def run_jobs(
+    jobs: list[tuple], n_workers: int, run_job: Callable[[tuple], dict[str, Any]] = _run_job
+) -> list[dict[str, Any]]:
+    """Every (train, test, seed, preset) job through ``run_job`` (a module-level function), in ``n_workers``
+    processes of one torch thread (inline when 1)."""
     if n_workers <= 1:
         _init_worker()
-        return [_run_job(job) for job in jobs]
+        return [run_job(job) for job in jobs]
     ctx = get_context("spawn")  # no fork after torch started its threads
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
-        return list(pool.map(_run_job, jobs))
+        return list(pool.map(run_job, jobs))
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -460,11 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--patients", nargs="+", help=f"synthetic patients (default {' '.join(FULL.patients)})")
-    parser.add_argument("--seeds", type=int, default=1, help="training seeds 0..N-1 (the recordings stay the same)")
-    parser.add_argument("--labels", type=int, nargs="+", help=f"labels of the kept models (default {FULL.labels})")
+    add_run_options(parser, FULL)
     parser.add_argument("--batch-size", type=int, help=f"windows per replay round (default {FULL.batch_size})")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     add_model_option(parser)
     parser.add_argument(
         "--pretrain",
@@ -472,10 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the replay's first model starts from an encoder pretrained on both recordings (unlabeled)",
     )
     add_pretrain_objective_option(parser)
-    parser.add_argument("--quick", action="store_true", help="tiny recordings, model and budget (CI)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the converted recordings (reused)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output; the PNG goes next to it")
     return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, preset: Preset) -> None:
+    """Which patients, seeds and label counts, in how many processes, on which recordings (``--quick``: tiny)."""
+    parser.add_argument("--patients", nargs="+", help=f"synthetic patients (default {' '.join(preset.patients)})")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds 0..N-1 (the recordings stay the same)")
+    parser.add_argument("--labels", type=int, nargs="+", help=f"labels of the kept models (default {preset.labels})")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument("--quick", action="store_true", help="tiny recordings, model and budget (CI)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the converted recordings (reused)")
 
 
 def check_args(args: argparse.Namespace, preset: Preset) -> Preset:

@@ -181,6 +181,7 @@ def train_and_validate(
         metrics["n_pseudo_labels"] = rounds[-1].n_pseudo_positive + rounds[-1].n_pseudo_negative
     else:
         candidate.fit(train.X, train.y, train.weight, dense_targets=train.dense, init_from=init, X_unlabeled=X_free)
+    metrics["background_shift"] = candidate.background_shift_
     if validation.any():
         X_val = labeled.X[validation]
         metrics["candidate_auprc"] = auprc(hard[validation], candidate.predict_proba(X_val))

@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks import bench_detect, detect_accuracy
+from benchmarks import bench_detect, detect_accuracy, operating_point
 from benchmarks.detect_accuracy import TrueSpike, match_events, score_events
 from ls_backend.detect.events import Event
 
@@ -67,3 +67,17 @@ def test_quick_accuracy_benchmark_writes_json_and_plot(tmp_path):
     assert set(result["summary"]["C"]) == set(models)
     assert result["targets"]["per_patient"] == {}  # no 200-label model in the quick run
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_quick_operating_point_benchmark_bounds_every_correction(tmp_path):
+    out = tmp_path / "operating_point.json"
+    assert operating_point.main(["--quick", "--jobs", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (patient,) = result["results"]
+    cells = {(row["labels"], row["prevalence"], row["bound"]) for row in patient["rows"]}
+    assert cells == {(labels, prevalence, bound) for labels in (8, 16) for prevalence in operating_point.PREVALENCES
+                     for bound in operating_point.BOUNDS}  # fmt: skip
+    for row in patient["rows"]:  # a bound only ever lowers the correction
+        assert row["shift"] >= 0 and (row["bound"] is not None or row["shift"] == 0)
+        assert 0 <= row["f1"] <= 1 and row["n_true"] > 0
+    assert len(result["summary"]) == len(cells)

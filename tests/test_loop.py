@@ -103,6 +103,7 @@ def test_warm_retraining_with_pseudo_labels_runs_for_41_to_80_labels(n):
     candidate, metrics = train_and_validate(labeled(n, seed=3), serving, plan, X_free=X_free)
     assert candidate.warm_started_ and len(candidate.history_) == 5
     assert metrics["n_validation"] >= 2 and "serving_auprc" in metrics and metrics["n_pseudo_labels"] >= 0
+    assert metrics["background_shift"] >= 0  # the typical unlabeled window is background: recorded with the model
 
 
 def test_a_candidate_worse_than_the_serving_model_is_not_promoted():

@@ -138,6 +138,41 @@ def test_warm_start_with_fallback_to_cold():
     assert fallback.choice == "cold" and fallback.scores["cold"] > fallback.scores["warm"]
 
 
+# ---------------------------------------------------------------------------------------------- prior correction
+
+
+def _spike_heavy_fit(**params) -> tuple[SpikeDetector, np.ndarray]:
+    """A model fitted on labels three quarters spikes (a prior correction that lifts every logit), with unlabeled
+    background windows."""
+    X, y = _toy(48)
+    rows = np.r_[np.flatnonzero(y == 1), np.flatnonzero(y == 0)[:5]]
+    background = np.random.default_rng(1).standard_normal((64, 5, 64)).astype(np.float32)
+    det = SpikeDetector(**(TINY | params)).fit(X[rows], y[rows], X_unlabeled=background)
+    return det, background
+
+
+def test_the_typical_unlabeled_window_stays_below_the_threshold_whatever_the_labels_prevalence():
+    free, background = _spike_heavy_fit(background_logit=None)
+    bounded, _ = _spike_heavy_fit(background_logit=-1.0)
+    assert free.logit_offset_ > 0 and free.background_shift_ == 0  # 16 spikes in 21 labels
+    logit = lambda det: np.log(det.predict_proba(background)) - np.log1p(-det.predict_proba(background))  # noqa: E731
+    assert np.median(logit(bounded)) <= -1.0 + 1e-3
+    assert bounded.background_shift_ > 0
+    # the same network, only the offset lowered: every logit moves by the shift, the ranking is unchanged
+    np.testing.assert_allclose(logit(free) - logit(bounded), bounded.background_shift_, atol=1e-3)
+    assert bounded.logit_offset_ == pytest.approx(free.logit_offset_ - bounded.background_shift_)
+
+
+def test_the_bound_never_raises_the_offset_and_needs_enough_unlabeled_windows():
+    det, background = _spike_heavy_fit(background_logit=50.0)  # every median is below it
+    assert det.background_shift_ == 0
+    X, y = _toy(48)
+    few = SpikeDetector(**(TINY | {"background_logit": -50.0})).fit(X, y, X_unlabeled=background[:5])
+    assert few.background_shift_ == 0
+    none = SpikeDetector(**(TINY | {"background_logit": -50.0})).fit(X, y)
+    assert none.background_shift_ == 0
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 

@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 MAX_INFERENCE_BATCH = 256  # channel-windows per forward pass: 512 was no faster (benchmarks/bench_model.py)
 ACCELERATOR_BATCH_FACTOR = 16  # an accelerator's forward passes take this many times the CPU's batch
 ACTIVATION_BUDGET_BYTES = 4 << 20  # one layer's activations per forward pass
+BACKGROUND_SAMPLE = 256  # unlabeled windows whose median logit bounds the prior correction
+BACKGROUND_MIN_WINDOWS = 20  # fewer unlabeled windows: no bound (their median says little)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -188,7 +190,8 @@ class SpikeDetector(BaseEstimator):
     ``eval_set``: training to convergence instead, see :class:`Plateau`), ``focal_gamma`` (0, the default: BCE,
     whose probabilities stay usable for pseudo-label thresholds; the imbalance is handled by balanced sampling),
     ``balanced_sampling`` with ``positive_fraction`` (``prior_correction`` shifts the logits back from the sampled
-    to the true prevalence of the training labels, so 0.5 means even odds on real data), ``pos_weight`` (None: 1
+    to the true prevalence of the training labels, so 0.5 means even odds on real data; ``background_logit`` then
+    caps it with ``fit``'s unlabeled windows, see :meth:`bound_background`), ``pos_weight`` (None: 1
     with balanced sampling, else n_negative / n_positive), ``dense_weight`` of the dense loss, ``freeze_blocks``
     (stem + first k blocks kept fixed when warm-starting), ``max_train_channels`` (see :meth:`_select_channels`;
     None: all), ``consistency_weight`` of the consistency term on ``fit``'s unlabeled windows with its confidence
@@ -221,6 +224,7 @@ class SpikeDetector(BaseEstimator):
         balanced_sampling: bool = True,
         positive_fraction: float = 0.5,
         prior_correction: bool = True,
+        background_logit: float | None = -1.0,
         pos_weight: float | None = None,
         dense_weight: float = 1.0,
         freeze_blocks: int = 0,
@@ -251,6 +255,7 @@ class SpikeDetector(BaseEstimator):
         self.balanced_sampling = balanced_sampling
         self.positive_fraction = positive_fraction
         self.prior_correction = prior_correction
+        self.background_logit = background_logit
         self.pos_weight = pos_weight
         self.dense_weight = dense_weight
         self.freeze_blocks = freeze_blocks
@@ -369,6 +374,26 @@ class SpikeDetector(BaseEstimator):
                 self._train(np.nan_to_num(X, nan=0.0), present, y, weight, dense, eval_set, consistency)
             module.eval()
             self._fused = None
+        self.bound_background(X_unlabeled)
+        return self
+
+    def bound_background(self, X_unlabeled: np.ndarray | None) -> SpikeDetector:
+        """Lower the prior correction until the median logit of the unlabeled windows ``X_unlabeled`` is at most
+        ``background_logit`` (``fit`` does it with its own; fewer than ``BACKGROUND_MIN_WINDOWS``: unchanged).
+
+        Spikes are in a minority of any recording's windows, so the typical unlabeled window is background. The
+        labels' prevalence misjudges it where the clinician labeled many spikes (active learning asks for them): a
+        briefly trained model holds background windows at a near-constant logit, and a correction that lifts that
+        floor over the threshold makes every window a spike (``benchmarks/operating_point.py``).
+        ``background_shift_``: how far the correction was lowered (0: the labels' prevalence held).
+        """
+        self.background_shift_ = 0.0
+        median = None if self.background_logit is None else self.background_median(X_unlabeled)
+        if median is not None and self.background_logit is not None and median > self.background_logit:
+            self.background_shift_ = median - self.background_logit
+            self.logit_offset_ -= self.background_shift_
+            logger.info("fit: prior correction lowered by %.2f (the median unlabeled window's logit was %.2f)",
+                        self.background_shift_, median)  # fmt: skip
         return self
 
     def _prior_offset(self, y: np.ndarray, weight: np.ndarray) -> float:
@@ -386,6 +411,14 @@ class SpikeDetector(BaseEstimator):
             return 0.0
         sampled = float(np.clip(self.positive_fraction, 1e-3, 1 - 1e-3))
         return float(np.log(prevalence / (1 - prevalence)) - np.log(sampled / (1 - sampled)))
+
+    def background_median(self, X_unlabeled: np.ndarray | None) -> float | None:
+        """The median window logit (prior correction included) of at most ``BACKGROUND_SAMPLE`` of ``X_unlabeled``,
+        drawn with the model's seed; None for fewer than ``BACKGROUND_MIN_WINDOWS`` windows."""
+        if X_unlabeled is None or len(X_unlabeled) < BACKGROUND_MIN_WINDOWS:
+            return None
+        rows = np.sort(np.random.default_rng(self.seed).permutation(len(X_unlabeled))[:BACKGROUND_SAMPLE])
+        return float(np.median(self._run(np.asarray(X_unlabeled)[rows], want_dense=False)["window"]))
 
     def _consistency_term(self, X_unlabeled: np.ndarray | None, n_times: int) -> ConsistencyTerm | None:
         """The consistency term on ``X_unlabeled`` (None when off, or without unlabeled channel-windows)."""
