@@ -271,6 +271,7 @@ class RowDetector:
     """Stands in for the network: fits nothing, "predicts" each window's row number (to tell scored rows apart)."""
 
     n_times_ = 4
+    background_shift_ = 0.0
 
     def __init__(self, **params):
         pass
