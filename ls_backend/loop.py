@@ -80,7 +80,9 @@ class Plan:
     unlabeled windows become pseudo-labels (None: never). ``model``: :class:`SpikeDetector` parameters.
     ``encoder``: a pretrained trunk (:mod:`ls_backend.model.pretrain`) that a model trained without a serving one
     starts from (the head fresh, ``cold_epochs``); None: a random initialisation. ``cold_embeddings``: before any
-    model, rank with the diversity of the encoder's embeddings instead of the classical detector's features."""
+    model, rank with the diversity of the encoder's embeddings instead of the classical detector's features.
+    ``min_epoch_windows``: an epoch draws at least this many windows (balanced sampling) however few the labels
+    (``SpikeDetector.min_epoch_samples``, unless ``model`` sets it; 0: an epoch is the training set)."""
 
     cold_epochs: int = 15
     warm_epochs: int = 5
@@ -89,6 +91,11 @@ class Plan:
     model: Mapping[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] | None = None
     cold_embeddings: bool = False
+    min_epoch_windows: int = 0
+
+    def detector_params(self) -> dict[str, Any]:
+        """The :class:`SpikeDetector` parameters of a fit (``model`` over the plan's own)."""
+        return {"min_epoch_samples": self.min_epoch_windows, **self.model}
 
 
 @dataclass
@@ -162,7 +169,7 @@ def train_and_validate(
     warm = serving if not restart and serving is not None and serving.n_times_ == labeled.X.shape[2] else None
     epochs = plan.warm_epochs if warm is not None else plan.cold_epochs
     init = warm if warm is not None else plan.encoder
-    candidate = SpikeDetector(**{**plan.model, "sfreq": labeled.sfreq, "seed": seed, "epochs": epochs})
+    candidate = SpikeDetector(**{**plan.detector_params(), "sfreq": labeled.sfreq, "seed": seed, "epochs": epochs})
     metrics: dict = {"n_train": len(train), "n_validation": int(validation.sum())}
     both = is_spike(train.y).any() and not is_spike(train.y).all()
     if X_free is not None and len(X_free) and plan.pseudo is not None and both:
@@ -210,7 +217,7 @@ def cross_validated_auprc(
     for k in range(folds):
         held = fold == k
         part = labeled.rows(~held)
-        model = SpikeDetector(**{**plan.model, "sfreq": labeled.sfreq, "seed": seed})
+        model = SpikeDetector(**{**plan.detector_params(), "sfreq": labeled.sfreq, "seed": seed})
         model.fit(part.X, part.y, part.weight, dense_targets=part.dense, init_from=init)
         proba[held] = model.predict_proba(labeled.X[held])
     return auprc(hard, proba)

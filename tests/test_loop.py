@@ -142,3 +142,11 @@ def test_learn_and_rank_ranks_the_pool_with_the_model_it_serves():
     proba = learned.model.predict_proba(pool)
     assert sorted(ranking.order) == list(range(60))
     assert abs(proba[ranking.order[0]] - 0.5) == pytest.approx(np.min(np.abs(proba - 0.5)), abs=1e-6)
+
+
+def test_the_plan_sets_the_smallest_epoch_unless_its_model_parameters_do():
+    data = labeled(16, n_spikes=4)
+    candidate, _ = train_and_validate(data, None, Plan(cold_epochs=1, min_epoch_windows=64, model=TINY_PLAN.model))
+    assert candidate.min_epoch_samples == 64
+    plan = Plan(cold_epochs=1, min_epoch_windows=64, model={**TINY_PLAN.model, "min_epoch_samples": 8})
+    assert train_and_validate(data, None, plan)[0].min_epoch_samples == 8

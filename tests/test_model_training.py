@@ -138,6 +138,21 @@ def test_warm_start_with_fallback_to_cold():
     assert fallback.choice == "cold" and fallback.scores["cold"] > fallback.scores["warm"]
 
 
+# ---------------------------------------------------------------------------------------------- epochs
+
+
+def test_an_epoch_draws_at_least_min_epoch_samples_windows(monkeypatch):
+    from ls_backend.model import estimator
+
+    totals, real = [], estimator.OneCycle
+    monkeypatch.setattr(estimator, "OneCycle", lambda optimizer, total: totals.append(total) or real(optimizer, total))
+    X, y = _toy(24)
+    SpikeDetector(**TINY).fit(X, y)  # batch 8, 2 epochs of the 24 windows: 3 steps each
+    SpikeDetector(**(TINY | {"min_epoch_samples": 64})).fit(X, y)  # 8 steps each
+    SpikeDetector(**(TINY | {"min_epoch_samples": 16})).fit(X, y)  # the training set is larger: 3
+    assert totals == [6, 16, 6]
+
+
 # ---------------------------------------------------------------------------------------------- prior correction
 
 

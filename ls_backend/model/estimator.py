@@ -185,7 +185,8 @@ class SpikeDetector(BaseEstimator):
     channel-window) comes from ``benchmarks/capacity_study.py``: wider or deeper models were not better on the
     synthetic patients (within seed noise) and cost 2-30x more per channel-window; dilation was.
     Aggregation: ``sharpness`` of the smooth maximum over time, ``channel_pool`` ("max" or "lse").
-    Training: ``epochs`` of ``samples_per_epoch`` windows (None: as many as the training set), ``batch_size``
+    Training: ``epochs`` of ``samples_per_epoch`` windows (None: as many as the training set, at least
+    ``min_epoch_samples``: a fit on 20 labels then takes as many steps as one on that many), ``batch_size``
     windows, AdamW ``lr`` and ``weight_decay`` with a one-cycle schedule (with ``patience`` and ``fit``'s
     ``eval_set``: training to convergence instead, see :class:`Plateau`), ``focal_gamma`` (0, the default: BCE,
     whose probabilities stay usable for pseudo-label thresholds; the imbalance is handled by balanced sampling),
@@ -217,6 +218,7 @@ class SpikeDetector(BaseEstimator):
         epochs: int = 15,
         patience: int | None = None,
         samples_per_epoch: int | None = None,
+        min_epoch_samples: int = 0,
         batch_size: int = 32,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -248,6 +250,7 @@ class SpikeDetector(BaseEstimator):
         self.epochs = epochs
         self.patience = patience
         self.samples_per_epoch = samples_per_epoch
+        self.min_epoch_samples = min_epoch_samples
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -492,7 +495,7 @@ class SpikeDetector(BaseEstimator):
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         rng = np.random.default_rng(self.seed)
         usable = np.flatnonzero(weight > 0)
-        n_epoch = self.samples_per_epoch or len(usable)
+        n_epoch = self.samples_per_epoch or max(len(usable), self.min_epoch_samples)
         steps = max(1, math.ceil(n_epoch / self.batch_size))
         total = steps * self.epochs
         plateau = None if self.patience is None or eval_set is None else Plateau(steps)
