@@ -82,7 +82,8 @@ class Plan:
     starts from (the head fresh, ``cold_epochs``); None: a random initialisation. ``cold_embeddings``: before any
     model, rank with the diversity of the encoder's embeddings instead of the classical detector's features.
     ``min_epoch_windows``: an epoch draws at least this many windows (balanced sampling) however few the labels
-    (``SpikeDetector.min_epoch_samples``, unless ``model`` sets it; 0: an epoch is the training set)."""
+    (``SpikeDetector.min_epoch_samples``, unless ``model`` sets it; 0: an epoch is the training set; 256 measured
+    ahead of 0 on every synthetic patient, docs/benchmarks.md)."""
 
     cold_epochs: int = 15
     warm_epochs: int = 5
@@ -91,7 +92,7 @@ class Plan:
     model: Mapping[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] | None = None
     cold_embeddings: bool = False
-    min_epoch_windows: int = 0
+    min_epoch_windows: int = 256
 
     def detector_params(self) -> dict[str, Any]:
         """The :class:`SpikeDetector` parameters of a fit (``model`` over the plan's own)."""
