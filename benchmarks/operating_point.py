@@ -35,17 +35,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks import detect_accuracy as accuracy
+from ls_backend.model.estimator import prior_offset
 
 DEFAULT_OUT = accuracy.HERE / "results" / "operating_point.json"
 BOUNDS = (None, -0.5, -1.0)  # background_logit: None, no bound
 PREVALENCES = (None, 0.5, 0.75)  # None: the labels' own
 FULL = replace(accuracy.FULL, labels=(50,), pretrained=True)
 QUICK = replace(accuracy.QUICK, pretrained=True)
-
-
-def prevalence_offset(prevalence: float, sampled: float) -> float:
-    """The prior correction of labels with this spike ``prevalence`` under balanced sampling of ``sampled``."""
-    return float(np.log(prevalence / (1 - prevalence)) - np.log(sampled / (1 - sampled)))
 
 
 def evaluate_patient(train: accuracy.Recording, test: accuracy.Recording, seed: int, preset: accuracy.Preset) -> dict:
@@ -76,7 +72,7 @@ def evaluate_patient(train: accuracy.Recording, test: accuracy.Recording, seed: 
         for labels, model in kept.items():
             own = model.logit_offset_
             for prevalence in PREVALENCES:
-                offset = own if prevalence is None else prevalence_offset(prevalence, model.positive_fraction)
+                offset = own if prevalence is None else prior_offset(prevalence, model.positive_fraction)
                 for bound in BOUNDS:
                     model.logit_offset_ = offset
                     model.set_params(background_logit=bound).bound_background(data.pool_X)

@@ -61,6 +61,12 @@ BACKGROUND_SAMPLE = 256  # unlabeled windows whose median logit bounds the prior
 BACKGROUND_MIN_WINDOWS = 20  # fewer unlabeled windows: no bound (their median says little)
 
 
+def prior_offset(prevalence: float, sampled: float) -> float:
+    """The logit shift from training at the ``sampled`` spike fraction to data of spike ``prevalence``:
+    log-odds(prevalence) - log-odds(sampled)."""
+    return float(np.log(prevalence / (1 - prevalence)) - np.log(sampled / (1 - sampled)))
+
+
 def resolve_device(name: str) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when PyTorch sees a device, else the CPU) -> the
     device; a clear error for another name, or for CUDA where this PyTorch sees none."""
@@ -391,8 +397,10 @@ class SpikeDetector(BaseEstimator):
         ``background_shift_``: how far the correction was lowered (0: the labels' prevalence held).
         """
         self.background_shift_ = 0.0
-        median = None if self.background_logit is None else self.background_median(X_unlabeled)
-        if median is not None and self.background_logit is not None and median > self.background_logit:
+        if self.background_logit is None:
+            return self
+        median = self.background_median(X_unlabeled)
+        if median is not None and median > self.background_logit:
             self.background_shift_ = median - self.background_logit
             self.logit_offset_ -= self.background_shift_
             logger.info("fit: prior correction lowered by %.2f (the median unlabeled window's logit was %.2f)",
@@ -412,8 +420,7 @@ class SpikeDetector(BaseEstimator):
         prevalence = float(np.clip((y[used] >= 0.5).mean(), 1e-3, 1 - 1e-3))
         if prevalence in (1e-3, 1 - 1e-3):  # one class only: the sampler draws uniformly
             return 0.0
-        sampled = float(np.clip(self.positive_fraction, 1e-3, 1 - 1e-3))
-        return float(np.log(prevalence / (1 - prevalence)) - np.log(sampled / (1 - sampled)))
+        return prior_offset(prevalence, float(np.clip(self.positive_fraction, 1e-3, 1 - 1e-3)))
 
     def background_median(self, X_unlabeled: np.ndarray | None) -> float | None:
         """The median window logit (prior correction included) of at most ``BACKGROUND_SAMPLE`` of ``X_unlabeled``,
