@@ -5,10 +5,14 @@ The window stores are bench_detect's (synthetic patient A, 22 channels at 256 Hz
 ``benchmarks/_data/detect``). Each size runs in its own process, which reports the time to draw the channel-windows
 from the store (:func:`~ls_backend.model.pretrain.sample_channel_windows`), the time of the pretraining itself
 (:func:`~ls_backend.model.pretrain.pretrain_encoder`, the default model and :class:`PretrainParams`, torch's default
-threads as the pretraining job uses them), and its peak RSS (``ru_maxrss``) before and after.
+threads as the pretraining job uses them), and its peak RSS (``ru_maxrss``) before and after. ``--model`` changes
+the encoder (a larger one, or ``device=cuda``); ``--windowset`` draws from a window set's arrays instead of a store
+(a machine without MNE or the synthetic generator: the pretraining's cost does not depend on where its
+channel-windows come from).
 
     python -m benchmarks.bench_pretrain                  # 1 h and 24 h
     python -m benchmarks.bench_pretrain --quick --out /tmp/pretrain_scale.json     # tiny, for CI
+    python -m benchmarks.bench_pretrain --windowset SET.npz --model device=cuda,width=64,depth=8
 
 Writes ``--out`` (JSON) and prints the table.
 """
@@ -22,39 +26,59 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_detect import CACHE, cpu_seconds, peak_rss_mb, synthetic_store
+from benchmarks.replay import model_params
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "pretrain_scale.json"
 N_CHANS = 22
 
 
-def measure(store_path: Path, steps: int | None) -> dict[str, Any]:
-    """Sample and pretrain once from one store (in this process): times, loss and peak RSS."""
+@contextmanager
+def open_source(path: Path) -> Iterator[tuple[Any, float, int, int]]:
+    """``(source, sfreq, n_chans, window_samples)`` of a window store (``.h5``, as the converters write it) or of a
+    window set's windows (``.npz``, see :mod:`converters.windowset`)."""
+    if path.suffix == ".npz":
+        from converters.windowset import load_windowset
+        from ls_backend.model.pretrain import ArraySource
+
+        ws = load_windowset(path)
+        yield ArraySource(ws.X), ws.sfreq, ws.X.shape[1], ws.X.shape[2]
+        return
+    from converters.windows import WindowStore
+
+    with WindowStore(path) as store:
+        yield store, store.sfreq, store.n_chans, store.window_samples
+
+
+def measure(source_path: Path, steps: int | None, model: dict[str, Any]) -> dict[str, Any]:
+    """Sample and pretrain once from one store or window set (in this process): times, loss and peak RSS."""
     import torch
 
-    from converters.windows import WindowStore
     from ls_backend.model.pretrain import PretrainParams, pretrain_encoder, sample_channel_windows
 
     params = PretrainParams() if steps is None else replace(PretrainParams(), steps=steps)
-    with WindowStore(store_path) as store:
-        hours = len(store) * store.window_samples / store.sfreq / 3600
+    with open_source(source_path) as (store, sfreq, n_chans, window_samples):
+        hours = len(store) * window_samples / sfreq / 3600
         rss_start, load_start = peak_rss_mb(), os.getloadavg()[0]
         started = time.perf_counter()
-        windows = sample_channel_windows([store], params.n_windows, seed=0, pairs=params.pairs)
+        windows = sample_channel_windows([store], params.n_windows, seed=0, sfreq=sfreq, pairs=params.pairs)
         sampling = time.perf_counter() - started
         rss_sampled = peak_rss_mb()
         started, cpu_started = time.perf_counter(), cpu_seconds()
-        encoder = pretrain_encoder(windows, {}, params, seed=0)
+        encoder = pretrain_encoder(windows, model, params, seed=0)
         return {
             "hours": hours,
-            "n_chans": store.n_chans,
+            "n_chans": n_chans,
             "store_windows": len(store),
-            "window_samples": store.window_samples,
+            "window_samples": window_samples,
+            "model": model,
             "sampled_channel_windows": len(windows),
             "sampling_seconds": sampling,
             "pretraining_seconds": time.perf_counter() - started,
@@ -65,15 +89,16 @@ def measure(store_path: Path, steps: int | None) -> dict[str, Any]:
             "peak_rss_mb_start": rss_start,
             "peak_rss_mb_after_sampling": rss_sampled,
             "peak_rss_mb": peak_rss_mb(),
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
             "torch_threads": torch.get_num_threads(),
             "load_average_1min": [load_start, os.getloadavg()[0]],  # other tenants share the cores
             "params": asdict(params),
         }
 
 
-def run_child(store_path: Path, steps: int | None) -> dict[str, Any]:
+def run_child(store_path: Path, steps: int | None, model: str) -> dict[str, Any]:
     """:func:`measure` in a fresh process (its own peak RSS)."""
-    command = [sys.executable, "-m", "benchmarks.bench_pretrain", "--child", str(store_path)]
+    command = [sys.executable, "-m", "benchmarks.bench_pretrain", "--child", str(store_path), "--model", model]
     command += [] if steps is None else ["--steps", str(steps)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=HERE.parent)
     if done.returncode != 0:
@@ -83,13 +108,15 @@ def run_child(store_path: Path, steps: int | None) -> dict[str, Any]:
 
 def table(runs: list[dict]) -> str:
     lines = [
-        "| recording | channel-windows drawn | drawing (s) | pretraining (s) | steps | loss first → last | "
+        "| recording | encoder | channel-windows drawn | drawing (s) | pretraining (s) | steps | loss first → last | "
         "peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in runs:
+        encoder = ",".join(f"{k}={v}" for k, v in r.get("model", {}).items()) or "default"
         lines.append(
-            f"| {r['hours']:g} h, {r['n_chans']} ch. | {r['sampled_channel_windows']} | {r['sampling_seconds']:.0f} | "
+            f"| {r['hours']:.3g} h, {r['n_chans']} ch. | {encoder} | {r['sampled_channel_windows']} | "
+            f"{r['sampling_seconds']:.0f} | "
             f"{r['pretraining_seconds']:.0f} | {r['steps']} | {r['loss_first_10']:.2f} → {r['loss_last_10']:.2f} | "
             f"{r['peak_rss_mb']:.0f} |"
         )
@@ -102,17 +129,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="pretraining steps (default: PretrainParams's)")
     parser.add_argument("--quick", action="store_true", help="a 3-minute recording and 5 steps (CI)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output")
+    parser.add_argument(
+        "--windowset", type=Path, help="draw from this window set's windows (.npz) instead of synthetic stores"
+    )
+    parser.add_argument(
+        "--model",
+        default="",
+        metavar="PARAM=VALUE,...",
+        help="encoder parameters over the default's (e.g. width=64,depth=8,device=cuda)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        model = model_params(args.model) if args.model else {}
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--model: {error}")
     if args.child:
-        print(json.dumps(measure(args.child, args.steps)))
+        print(json.dumps(measure(args.child, args.steps, model)))
         return 0
     hours, steps = ([0.05], 5) if args.quick else (args.hours, args.steps)
+    sources = [args.windowset] if args.windowset else [synthetic_store(CACHE, h, N_CHANS) for h in hours]
     started = time.perf_counter()
     runs: list[dict] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for h in hours:  # the file is rewritten after each size: a long run interrupted keeps the shorter ones
-        runs.append(run_child(synthetic_store(CACHE, h, N_CHANS), steps))
+    for source in sources:  # the file is rewritten after each size: a long run interrupted keeps the shorter ones
+        runs.append(run_child(source, steps, args.model))
         result = {
             "command": "python -m benchmarks.bench_pretrain " + " ".join(sys.argv[1:] if argv is None else argv),
             "runs": runs,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU part of the pretraining study: does a larger encoder pay once it is pretrained (does the capacity study's
-# answer change)? The replay of patient D (8 seeds, mixed, 100 labels) with the default model and a larger one, each
-# without and with neighbour pretraining, every model trained and pretrained on the GPU (--model device=cuda).
+# answer change)? First the pretraining's cost per encoder size on the GPU (benchmarks.bench_pretrain), then the
+# replay of patient D (8 seeds, mixed, 100 labels) with each size, without and with neighbour pretraining, every model
+# trained and pretrained on the GPU (--model device=cuda); the sizes' replays run at the same time (JOBS worker
+# processes each, one CPU thread per worker).
 #
 #   bash benchmarks/gpu_study.sh WINDOWSET OUT_DIR
 #
@@ -13,10 +15,21 @@
 set -euo pipefail
 windowset=$1
 out=$2
+python=${PYTHON:-python3}
+sizes=${SIZES:-width=16,depth=4 width=64,depth=8}
 mkdir -p "$out"
-for size in ${SIZES:-width=16,depth=4 width=64,depth=8}; do
-    "${PYTHON:-python3}" -m benchmarks.replay --windowset "$windowset" --target-patient D --strategies mixed \
+for size in $sizes; do
+    "$python" -m benchmarks.bench_pretrain --windowset "$windowset" --model "device=${DEVICE:-cuda},$size" \
+        --out "$out/pretrain_gpu_${size//[=,]/_}.json"
+done
+pids=()
+for size in $sizes; do
+    "$python" -m benchmarks.replay --windowset "$windowset" --target-patient D --strategies mixed \
         --seeds "${SEEDS:-8}" --budget 100 --jobs "${JOBS:-8}" --pretrain --pretrain-objective neighbours \
         --model "device=${DEVICE:-cuda},$size" --references-from benchmarks/results/replay_budget100_D.json \
-        --out "$out/replay_gpu_D_${size//[=,]/_}.json"
+        --out "$out/replay_gpu_D_${size//[=,]/_}.json" > "$out/replay_gpu_D_${size//[=,]/_}.log" 2>&1 &
+    pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
