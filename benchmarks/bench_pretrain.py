@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.child, args.steps, model)))
         return 0
     hours, steps = ([0.05], 5) if args.quick else (args.hours, args.steps)
-    sources = [args.windowset] if args.windowset else [synthetic_store(CACHE, h, N_CHANS) for h in hours]
+    sources = [args.windowset.resolve()] if args.windowset else [synthetic_store(CACHE, h, N_CHANS) for h in hours]
     started = time.perf_counter()
     runs: list[dict] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
