@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_detect import CACHE, cpu_seconds, peak_rss_mb, synthetic_store
-from benchmarks.replay import model_params
+from benchmarks.replay import add_model_option
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "pretrain_scale.json"
@@ -96,9 +96,22 @@ def measure(source_path: Path, steps: int | None, model: dict[str, Any]) -> dict
         }
 
 
-def run_child(store_path: Path, steps: int | None, model: str) -> dict[str, Any]:
+def model_text(model: dict[str, Any]) -> str:
+    """``--model``'s text of encoder parameters (``width=64,depth=8``)."""
+    return ",".join(f"{k}={v}" for k, v in model.items())
+
+
+def run_child(store_path: Path, steps: int | None, model: dict[str, Any]) -> dict[str, Any]:
     """:func:`measure` in a fresh process (its own peak RSS)."""
-    command = [sys.executable, "-m", "benchmarks.bench_pretrain", "--child", str(store_path), "--model", model]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_pretrain",
+        "--child",
+        str(store_path),
+        "--model",
+        model_text(model),
+    ]
     command += [] if steps is None else ["--steps", str(steps)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=HERE.parent)
     if done.returncode != 0:
@@ -113,7 +126,7 @@ def table(runs: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in runs:
-        encoder = ",".join(f"{k}={v}" for k, v in r.get("model", {}).items()) or "default"
+        encoder = model_text(r.get("model", {})) or "default"
         lines.append(
             f"| {r['hours']:.3g} h, {r['n_chans']} ch. | {encoder} | {r['sampled_channel_windows']} | "
             f"{r['sampling_seconds']:.0f} | "
@@ -132,20 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--windowset", type=Path, help="draw from this window set's windows (.npz) instead of synthetic stores"
     )
-    parser.add_argument(
-        "--model",
-        default="",
-        metavar="PARAM=VALUE,...",
-        help="encoder parameters over the default's (e.g. width=64,depth=8,device=cuda)",
-    )
+    add_model_option(parser)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        model = model_params(args.model) if args.model else {}
-    except argparse.ArgumentTypeError as error:
-        parser.error(f"--model: {error}")
     if args.child:
-        print(json.dumps(measure(args.child, args.steps, model)))
+        print(json.dumps(measure(args.child, args.steps, args.model)))
         return 0
     hours, steps = ([0.05], 5) if args.quick else (args.hours, args.steps)
     sources = [args.windowset.resolve()] if args.windowset else [synthetic_store(CACHE, h, N_CHANS) for h in hours]
